@@ -1,0 +1,43 @@
+"""os3p_core: the sans-IO core of OS³P (Open Smart Secondary Substation Protocol).
+
+No sockets, no clock, no threads: text and time go in, events and text come out.  The same
+objects serve the trio adapters (``os3p_trio``), the simulator (``os3p_sim``) and anyone who
+embeds OS³P in another framework (asyncio included).
+
+Everything public is re-exported here; the modules themselves are private.
+"""
+
+from ._actions import ACTIONS_SENT_BY, Action, Role, sender_of
+from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError, SchemaViolation
+
+# --- section: schemas and validation (data layer) ---
+# --- end section ---
+
+# --- section: frames, events, state, config, connection ---
+# --- end section ---
+
+# --- section: typed payloads and converter ---
+# --- end section ---
+
+# --- section: streetlight schedules, sun times, configuration keys ---
+# --- end section ---
+
+__all__ = [
+    "ACTIONS_SENT_BY",
+    "Action",
+    "ErrorCode",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Role",
+    "SchemaViolation",
+    "sender_of",
+    # --- section: schemas and validation (data layer) ---
+    # --- end section ---
+    # --- section: frames, events, state, config, connection ---
+    # --- end section ---
+    # --- section: typed payloads and converter ---
+    # --- end section ---
+    # --- section: streetlight schedules, sun times, configuration keys ---
+    # --- end section ---
+]
