@@ -11,6 +11,9 @@ from ._actions import ACTIONS_SENT_BY, Action, Role, sender_of
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError, SchemaViolation
 
 # --- section: schemas and validation (data layer) ---
+from ._schemas import load_schema
+from ._validation import validate_request, validate_response
+
 # --- end section ---
 
 # --- section: frames, events, state, config, connection ---
@@ -22,7 +25,7 @@ from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtoco
 # --- section: streetlight schedules, sun times, configuration keys ---
 # --- end section ---
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "ACTIONS_SENT_BY",
     "Action",
     "ErrorCode",
@@ -33,6 +36,9 @@ __all__ = [
     "SchemaViolation",
     "sender_of",
     # --- section: schemas and validation (data layer) ---
+    "load_schema",
+    "validate_request",
+    "validate_response",
     # --- end section ---
     # --- section: frames, events, state, config, connection ---
     # --- end section ---
