@@ -1,0 +1,274 @@
+"""The Central System's store: a small repository interface and the records it returns.
+
+Protocol code (handlers, boot policy, the operator API) talks only to :class:`Store`.  The first
+implementation is SQLite (:mod:`._sqlite`); a server database can implement the same interface later
+without touching anything that speaks OS³P.
+
+Every write method is ``async`` and returns only after its data is **committed** (durable to the level the
+implementation documents).  That is what lets the Central System send the CALLRESULT for a station-initiated
+message only after the data is stored (PROTOCOL-DECISIONS §7: "The Central System sends the CALLRESULT for any
+station-initiated notification or meter value only after the data is committed to its store").
+
+Payload arguments are wire-format dicts (camelCase keys, exactly as the schemas in ``schemas/`` describe them,
+already validated by the connection).  The store keeps the fields it indexes in columns and the whole
+payload as
+JSON, so nothing a station reports is lost even where no column exists for it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+__all__ = [
+    "BootStatus",
+    "EventKind",
+    "EventRecord",
+    "MeterValueRecord",
+    "StationExists",
+    "StationRecord",
+    "StationState",
+    "Store",
+    "StoreError",
+    "UnknownStation",
+    "UploadRecord",
+]
+
+
+class BootStatus(enum.StrEnum):
+    """A BootNotificationResponse ``status`` (annex §6.1)."""
+
+    ACCEPTED = "Accepted"
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+
+
+class EventKind(enum.StrEnum):
+    """What a row of the event log records.  Values are the OS³P action that carried it, or a local event."""
+
+    BOOT = "BootNotification"
+    STATUS = "StatusNotification"
+    STREETLIGHT_STATUS = "StreetlightStatusNotification"
+    STREETLIGHT_MODE = "StreetlightModeStatusNotification"
+    FIRMWARE_STATUS = "FirmwareStatusNotification"
+    FILE_STATUS = "GetFileStatusNotification"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+
+
+class StoreError(Exception):
+    """Base class of the store's own errors (database failures propagate as they are)."""
+
+
+class UnknownStation(StoreError, KeyError):
+    """The identity is not registered."""
+
+
+class StationExists(StoreError):
+    """``add_station`` for an identity that is already registered."""
+
+
+@attrs.frozen(slots=True)
+class StationRecord:
+    """One registered station as the store knows it.
+
+    Times are POSIX seconds (UTC) from the Central System's clock, ``None`` when it never happened.
+    """
+
+    identity: str
+    #: Keyed hash of the station's password (HMAC-SHA256 with the server secret, hex), ``None``: no password
+    #: set.
+    password_hash: str | None
+    registered_at: float
+    #: ``"operator"`` (``stations add`` / API) or ``"open-registration"`` (registered on first connection).
+    registered_by: str
+    #: Per-station BootNotification answer set by the operator; ``None`` means the server default.
+    boot_status_override: BootStatus | None
+    #: Fields of the last BootNotification received, and the status it was answered with.
+    boot_fields: Mapping[str, Any] | None
+    boot_status: BootStatus | None
+    boot_at: float | None
+    #: True when the last BootNotification was answered Accepted: the station may reconnect without a new
+    #: BootNotification and is served (PROTOCOL-DECISIONS §5, exception (b)).  Survives restarts.
+    accepted: bool
+    last_heartbeat: float | None
+    connected: bool
+    connected_at: float | None
+    disconnected_at: float | None
+
+
+@attrs.frozen(slots=True)
+class MeterValueRecord:
+    """One sampled value (annex §6.5): one row per ``sampledValue``, with the defaults of Table 3 applied."""
+
+    identity: str
+    #: The meterValue's ``timestamp`` as POSIX seconds (a timestamp without offset is read as UTC).
+    timestamp: float
+    measurand: str
+    #: The value exactly as sent (the schema makes it a string).
+    value: str
+    #: ``float(value)`` when it parses, else ``None``.
+    numeric: float | None
+    unit: str | None
+    context: str
+    format: str
+    location: str | None
+    received_at: float
+
+
+@attrs.frozen(slots=True)
+class EventRecord:
+    """One entry of a station's event log."""
+
+    id: int
+    identity: str
+    kind: EventKind
+    #: The station's timestamp of the event when it gave one, else the time it was received.
+    timestamp: float
+    received_at: float
+    #: Contactor 1–4 for streetlight events (``None``: all contactors, or not applicable).
+    contactor_id: int | None
+    #: The event's main value: status, mode, firmware/file status, or boot status.
+    status: str | None
+    #: The whole payload as received (wire format).
+    payload: Mapping[str, Any]
+
+
+@attrs.frozen(slots=True)
+class UploadRecord:
+    """A file a station uploaded in answer to GetFile (annex §7.5)."""
+
+    id: int
+    identity: str
+    file_name: str
+    size: int
+    sha256: str
+    received_at: float
+
+
+@attrs.frozen(slots=True)
+class StationState:
+    """A station's effective state, derived from what it reported (latest by the station's own timestamps)."""
+
+    station: StationRecord
+    #: contactor id (1–4) -> last reported ``On``/``Off`` event.
+    contactors: Mapping[int, EventRecord]
+    #: contactor id -> last reported mode; key ``0`` holds a mode reported for all contactors at once.
+    modes: Mapping[int, EventRecord]
+    last_status: EventRecord | None
+    firmware_status: EventRecord | None
+    file_status: EventRecord | None
+    #: measurand -> its latest sampled value.
+    last_readings: Mapping[str, MeterValueRecord]
+
+
+class Store(Protocol):
+    """The repository interface of the Central System.  All methods may block, so all are ``async``.
+
+    Write methods return after commit.  ``now`` arguments are POSIX seconds from the caller's clock (the store
+    never reads a clock, so tests control time).
+    """
+
+    # --- stations -------------------------------------------------------------------------------------------
+    async def add_station(
+        self, identity: str, password_hash: str | None, now: float, *, registered_by: str = "operator"
+    ) -> StationRecord:
+        """Register ``identity``; raises :class:`StationExists` if it is registered already."""
+        ...
+
+    async def ensure_station(self, identity: str, now: float, *, registered_by: str) -> StationRecord:
+        """Register ``identity`` unless it exists (open registration); return its record either way."""
+        ...
+
+    async def set_password_hash(self, identity: str, password_hash: str | None) -> None:
+        """Replace a station's password hash.  Raises :class:`UnknownStation`."""
+        ...
+
+    async def set_boot_status_override(self, identity: str, status: BootStatus | None) -> None:
+        """Set (or clear, with ``None``) the BootNotification answer for one station."""
+        ...
+
+    async def remove_station(self, identity: str) -> None:
+        """Forget a station and everything it reported.  Raises :class:`UnknownStation`."""
+        ...
+
+    async def get_station(self, identity: str) -> StationRecord | None:
+        """The station's record, or ``None`` when it is not registered."""
+        ...
+
+    async def list_stations(self) -> list[StationRecord]:
+        """Every registered station, by identity."""
+        ...
+
+    # --- what happens on connections ------------------------------------------------------------------------
+    async def record_connection(self, identity: str, connected: bool, now: float) -> None:
+        """A connection of ``identity`` opened or closed."""
+        ...
+
+    async def mark_all_disconnected(self, now: float) -> int:
+        """At start-up: no station is connected (a crash may have left rows saying otherwise)."""
+        ...
+
+    async def record_boot(
+        self, identity: str, fields: Mapping[str, Any], status: BootStatus, now: float
+    ) -> None:
+        """A BootNotification and the status it is answered with (stored before the answer is sent)."""
+        ...
+
+    async def record_heartbeat(self, identity: str, now: float) -> None:
+        """A Heartbeat arrived."""
+        ...
+
+    async def record_meter_values(
+        self, identity: str, meter_value: Sequence[Mapping[str, Any]], now: float
+    ) -> int:
+        """A MeterValues ``meterValue`` list; one row per sampled value.  Returns the rows written.
+
+        Idempotent: a resent sample (same timestamp, measurand, location, context) is stored once.
+        """
+        ...
+
+    async def record_event(
+        self, identity: str, kind: EventKind, payload: Mapping[str, Any], now: float
+    ) -> bool:
+        """A notification (status, streetlight status/mode, firmware/file status).
+
+        Returns False for a duplicate of a guaranteed-delivery event already stored (PROTOCOL-DECISIONS §7
+        delivers at least once)."""
+        ...
+
+    async def record_upload(
+        self, identity: str, file_name: str, size: int, sha256: str, now: float
+    ) -> UploadRecord:
+        """A GetFile upload was received and written to disk."""
+        ...
+
+    # --- reads ----------------------------------------------------------------------------------------------
+    async def meter_values(
+        self,
+        identity: str,
+        *,
+        measurand: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 1000,
+    ) -> list[MeterValueRecord]:
+        """Sampled values of one station, oldest first, ``since <= timestamp < until``, at most ``limit``."""
+        ...
+
+    async def events(
+        self, identity: str, *, kind: EventKind | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """The station's event log, newest first, at most ``limit``."""
+        ...
+
+    async def uploads(self, identity: str) -> list[UploadRecord]:
+        """Files the station uploaded, newest first."""
+        ...
+
+    async def station_state(self, identity: str) -> StationState | None:
+        """The effective state of one station, ``None`` when it is not registered."""
+        ...
