@@ -1,0 +1,259 @@
+"""Sun times for the streetlight schedule: Sunset(D) and Sunrise(D) of an OS³P day, and today's events.
+
+STREETLIGHT-SEMANTICS "Points in time": *Sunset(D) is the sunset that starts the night of day D; Sunrise(D) is
+the sunrise that ends it ... Sun model: the sun's centre at −0.8333° (refraction plus semi-diameter), sea
+level, rounded to the second — the NOAA convention.*  Polar night (already dark at noon): Sunset(D) = D 12:00,
+and without a sunrise before the window ends Sunrise(D) = D+1 12:00.  Polar day (no sunset in the window):
+Sunset(D) = Sunrise(D) = solar midnight.
+
+How it is computed ------------------ The sun's position (declination and equation of time) comes from astral
+3.x's NOAA formulas (``astral.sun.sun_declination`` / ``eq_of_time``), the convention the semantics file
+names.  We do not call astral's ``sunset()`` / ``time_at_elevation()``: those answer "the event near this UTC
+date", raise ``ValueError`` on polar days, and know nothing of the noon-to-noon window.  Instead, for a window
+[a, b) we
+
+1. list the sun's upper and lower transits inside the window.  Between two consecutive transits the elevation
+   is monotonic (to within a few seconds of declination drift; see docs/streetlight.md), so each such segment
+   holds at most one crossing of −0.8333°, and the sign of (elevation + 0.8333°) at the segment ends says
+   whether it does;
+2. solve each crossing with Newton's method on sin(elevation), safeguarded by bisection inside its segment, to
+   1 ms, then round to the whole second.
+
+At −0.8333° the result agrees with astral's ``time_at_elevation(..., -0.8333, with_refraction=False)`` to well
+under a second where astral has an answer (a test checks it), and it is defined everywhere, poles included.
+The cost is a dozen evaluations of the NOAA series (~3 µs each) per window; results are cached per (location,
+window).
+
+All instants here are POSIX seconds (UTC) as ``int``; the public functions take and return aware ``datetime``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import math
+from zoneinfo import ZoneInfo
+
+import attrs
+from astral.sun import eq_of_time, sun_declination
+
+__all__ = ["SUN_DEPRESSION_DEGREES", "SunTimes", "sun_events_on_date", "sun_times", "sun_times_utc_seconds"]
+
+#: The elevation of the sun's centre at sunrise and sunset (STREETLIGHT-SEMANTICS: "the sun's centre at
+#: −0.8333° (refraction plus semi-diameter)").  34′ of refraction at the horizon plus a 16′ semi-diameter.
+SUN_DEPRESSION_DEGREES = 0.8333
+
+_SIN_H0 = math.sin(math.radians(-SUN_DEPRESSION_DEGREES))
+_DAY = 86400
+_OMEGA = 2.0 * math.pi / _DAY  # hour angle advance, radians per second (mean solar day)
+_UNIX_EPOCH_JD = 2440587.5
+_J2000_JD = 2451545.0
+#: Bounded work per crossing: bisection halves a ≤ 13 h segment below 1 ms in 26 steps; Newton needs ~4.
+_MAX_ITERATIONS = 64
+#: Per-process cache of computed windows.  One entry is a small tuple (~150 bytes with its key), so the worst
+#: case is ~10 MB.  A fleet of 10,000 stations evaluating today and tomorrow needs 20,000 entries.
+_CACHE_SIZE = 65536
+
+
+def _solar(t: float) -> tuple[float, float]:
+    """(declination in radians, equation of time in minutes) at POSIX time ``t`` (astral's NOAA series)."""
+    jc = (t / _DAY + _UNIX_EPOCH_JD - _J2000_JD) / 36525.0
+    return math.radians(sun_declination(jc)), eq_of_time(jc)
+
+
+def _hour_angle(t: float, longitude: float, eqtime: float) -> float:
+    """Local hour angle of the sun in radians at POSIX time ``t`` (0 at upper transit)."""
+    true_solar_minutes = (t % _DAY) / 60.0 + eqtime + 4.0 * longitude
+    return math.radians(true_solar_minutes / 4.0 - 180.0)
+
+
+class _Site:
+    """Latitude terms and longitude, precomputed once per computation."""
+
+    __slots__ = ("cos_lat", "longitude", "sin_lat")
+
+    def __init__(self, latitude: float, longitude: float) -> None:
+        phi = math.radians(latitude)
+        self.sin_lat = math.sin(phi)
+        self.cos_lat = math.cos(phi)
+        self.longitude = longitude
+
+    def f(self, t: float) -> float:
+        """sin(elevation) − sin(−0.8333°): positive while the sun is up."""
+        decl, eqtime = _solar(t)
+        h = _hour_angle(t, self.longitude, eqtime)
+        return self.sin_lat * math.sin(decl) + self.cos_lat * math.cos(decl) * math.cos(h) - _SIN_H0
+
+    def f_and_slope(self, t: float) -> tuple[float, float]:
+        decl, eqtime = _solar(t)
+        h = _hour_angle(t, self.longitude, eqtime)
+        cos_decl = math.cos(decl)
+        value = self.sin_lat * math.sin(decl) + self.cos_lat * cos_decl * math.cos(h) - _SIN_H0
+        # d/dt of sin(elevation), ignoring the slow drift of declination and equation of time.
+        return value, -self.cos_lat * cos_decl * math.sin(h) * _OMEGA
+
+    def transits(self, a: float, b: float) -> list[tuple[float, bool]]:
+        """Upper (True) and lower (False) transits strictly inside (a, b), sorted."""
+        out: list[tuple[float, bool]] = []
+        # The equation of time moves by under 30 s a day, so one value for the whole window places every
+        # transit within seconds; each transit found inside is then refined once with its own value.
+        _decl, eqtime_mid = _solar(0.5 * (a + b))
+        for day in range(math.floor(a / _DAY) - 1, math.floor(b / _DAY) + 2):
+            base = day * _DAY
+            for upper, minute in ((True, 720.0), (False, 0.0)):
+                # True solar time is `minute` when UTC minutes-of-day = minute − 4·lng − E(t).
+                guess = base + (minute - 4.0 * self.longitude - eqtime_mid) * 60.0
+                if a - 3600.0 < guess < b + 3600.0:
+                    _decl, eqtime = _solar(guess)
+                    guess = base + (minute - 4.0 * self.longitude - eqtime) * 60.0
+                    if a < guess < b:
+                        out.append((guess, upper))
+        out.sort()
+        return out
+
+    def crossing(self, lo: float, hi: float, f_lo: float) -> float:
+        """The one root of f in (lo, hi], given sign(f(lo)) != sign(f(hi)); safeguarded Newton to 1 ms."""
+        rising = f_lo <= 0.0
+        x = 0.5 * (lo + hi)
+        for _ in range(_MAX_ITERATIONS):
+            fx, slope = self.f_and_slope(x)
+            # Keep the bracket: "up" side vs "down" side.
+            if (fx > 0.0) == rising:
+                hi = x
+            else:
+                lo = x
+            nx = x - fx / slope if slope != 0.0 else lo
+            if not lo < nx < hi:
+                nx = 0.5 * (lo + hi)
+            if abs(nx - x) < 1e-3 or hi - lo < 1e-3:
+                return nx
+            x = nx
+        return 0.5 * (lo + hi)
+
+
+def _round(t: float) -> int:
+    return math.floor(t + 0.5)
+
+
+def _events(site: _Site, a: float, b: float) -> tuple[bool, list[tuple[int, bool]]]:
+    """Whether the sun is up at ``a``, and every crossing in (a, b) as (instant, rising), in order."""
+    points = [(a, None), *site.transits(a, b), (b, None)]
+    values = [site.f(t) for t, _ in points]
+    events: list[tuple[int, bool]] = []
+    for i in range(len(points) - 1):
+        f_lo, f_hi = values[i], values[i + 1]
+        if (f_lo > 0.0) != (f_hi > 0.0):
+            t = site.crossing(points[i][0], points[i + 1][0], f_lo)
+            events.append((_round(t), f_lo <= 0.0))
+    return values[0] > 0.0, events
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _night_cached(latitude: float, longitude: float, a: int, b: int) -> tuple[int, int]:
+    site = _Site(latitude, longitude)
+    up_at_start, events = _events(site, a, b)
+    if not up_at_start:
+        # Already dark at noon (polar night, or a zone far from its meridian): the night started before the
+        # window.
+        sunset = a
+    else:
+        settings = [t for t, rising in events if not rising]
+        if not settings:
+            # Polar day: "Sunset(D) = Sunrise(D) = solar midnight, a night of zero length".  Solar midnight is
+            # the lower transit in the window; a 25 h window may in theory hold two — take the lower sun.
+            lows = [t for t, upper in site.transits(a, b) if not upper] or [0.5 * (a + b)]
+            midnight = _round(min(lows, key=site.f))
+            return midnight, midnight
+        sunset = settings[0]
+    rises = [t for t, rising in events if rising and t >= sunset]
+    sunrise = rises[0] if rises else b
+    return sunset, min(max(sunrise, sunset), b)
+
+
+def sun_times_utc_seconds(
+    latitude: float, longitude: float, window_start: int, window_end: int
+) -> tuple[int, int]:
+    """Sunset and Sunrise of the window [window_start, window_end) as POSIX seconds (the engine's fast path).
+
+    ``window_start`` / ``window_end`` are the POSIX seconds of D 12:00 and D+1 12:00 local.  Cached.
+    """
+    return _night_cached(float(latitude), float(longitude), int(window_start), int(window_end))
+
+
+@attrs.frozen(slots=True)
+class SunTimes:
+    """Sunset(D) and Sunrise(D) of OS³P day ``day`` (STREETLIGHT-SEMANTICS "Points in time").
+
+    ``sunset`` and ``sunrise`` are aware UTC datetimes, whole seconds, inside [window_start, window_end].
+    """
+
+    day: _dt.date
+    window_start: _dt.datetime
+    window_end: _dt.datetime
+    sunset: _dt.datetime
+    sunrise: _dt.datetime
+
+    @property
+    def polar_night(self) -> bool:
+        """True when it is already dark at D 12:00 (Sunset(D) is the window start)."""
+        return self.sunset == self.window_start
+
+    @property
+    def polar_day(self) -> bool:
+        """True when the sun does not set in the window (a night of zero length at solar midnight)."""
+        return self.sunset == self.sunrise and self.sunset != self.window_start
+
+
+def _local_noon_seconds(day: _dt.date, tz: _dt.tzinfo) -> int:
+    # fold=0 is the semantics file's rule for local wall times; 12:00 is never ambiguous in real zones anyway.
+    return int(_dt.datetime(day.year, day.month, day.day, 12, tzinfo=tz).timestamp())
+
+
+def _utc(t: int) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(t, _dt.UTC)
+
+
+def _zone(tz: _dt.tzinfo | str) -> _dt.tzinfo:
+    return ZoneInfo(tz) if isinstance(tz, str) else tz
+
+
+def sun_times(latitude: float, longitude: float, day: _dt.date, tz: _dt.tzinfo | str) -> SunTimes:
+    """Sunset(D) and Sunrise(D) for OS³P day ``day`` (the local window [D 12:00, D+1 12:00)) in zone ``tz``.
+
+    ``latitude`` north-positive, ``longitude`` east-positive, in degrees (STREETLIGHT-SEMANTICS "Inputs").
+    """
+    zone = _zone(tz)
+    a = _local_noon_seconds(day, zone)
+    b = _local_noon_seconds(day + _dt.timedelta(days=1), zone)
+    sunset, sunrise = sun_times_utc_seconds(latitude, longitude, a, b)
+    return SunTimes(
+        day=day, window_start=_utc(a), window_end=_utc(b), sunset=_utc(sunset), sunrise=_utc(sunrise)
+    )
+
+
+def sun_events_on_date(
+    latitude: float, longitude: float, date: _dt.date, tz: _dt.tzinfo | str
+) -> tuple[_dt.datetime | None, _dt.datetime | None]:
+    """(sunrise, sunset) on the local *calendar* date ``date``: the first of each in [00:00, next 00:00)
+    local.
+
+    ``None`` when there is none that day (polar night, polar day, or — at high latitude — a day whose sunrise
+    or sunset falls on the neighbouring date).  This is what the ``Sunrise`` / ``Sunset`` configuration keys
+    report (PROTOCOL-DECISIONS §6: "today's events ... empty string when there is none").
+    """
+    zone = _zone(tz)
+    a = int(_dt.datetime(date.year, date.month, date.day, tzinfo=zone).timestamp())
+    nxt = date + _dt.timedelta(days=1)
+    b = int(_dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp())
+    _up, events = _calendar_events(float(latitude), float(longitude), a, b)
+    rise = next((t for t, rising in events if rising), None)
+    fall = next((t for t, rising in events if not rising), None)
+    return (None if rise is None else _utc(rise)), (None if fall is None else _utc(fall))
+
+
+@functools.lru_cache(maxsize=1024)
+def _calendar_events(
+    latitude: float, longitude: float, a: int, b: int
+) -> tuple[bool, tuple[tuple[int, bool], ...]]:
+    up, events = _events(_Site(latitude, longitude), a, b)
+    return up, tuple((t, rising) for t, rising in events if a <= t < b)
