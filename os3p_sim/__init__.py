@@ -1,3 +1,73 @@
-"""os3p_sim: an OS³P substation simulator, for one station or a fleet, in real or virtual time."""
+"""os3p_sim: an OS³P substation simulator, for one station or a fleet, in real or virtual time.
 
-__all__: list[str] = []
+The station model is sans-IO (state plus pure transitions driven by a clock); drivers connect it to an
+in-memory network with a virtual clock or to a real ``os3p_trio`` client.  Everything public is re-exported
+here.
+"""
+
+from ._contactors import (
+    CONTACTOR_IDS,
+    Contactors,
+    ContactorState,
+    LocalSwitch,
+    Mode,
+    OverrideAction,
+    OverrideStatus,
+    StreetlightEvent,
+)
+from ._faults import Alarm, FaultConfig, FaultIndicators, Indicator, IndicatorKind, MVStatus
+from ._meters import (
+    MeterProfile,
+    MeterReading,
+    MeterState,
+    SampledValue,
+    initial_meter_state,
+    load_fraction,
+)
+from ._meters import advance as advance_meters
+from ._meters import sample as sample_meters
+from ._transfers import (
+    FIRMWARE_MAGIC,
+    Download,
+    Firmware,
+    FirmwarePhase,
+    Reboot,
+    TransferConfig,
+    Upload,
+    Uploads,
+    parse_firmware_image,
+)
+
+__all__ = [
+    "CONTACTOR_IDS",
+    "FIRMWARE_MAGIC",
+    "Alarm",
+    "ContactorState",
+    "Contactors",
+    "Download",
+    "FaultConfig",
+    "FaultIndicators",
+    "Firmware",
+    "FirmwarePhase",
+    "Indicator",
+    "IndicatorKind",
+    "LocalSwitch",
+    "MVStatus",
+    "MeterProfile",
+    "MeterReading",
+    "MeterState",
+    "Mode",
+    "OverrideAction",
+    "OverrideStatus",
+    "Reboot",
+    "SampledValue",
+    "StreetlightEvent",
+    "TransferConfig",
+    "Upload",
+    "Uploads",
+    "advance_meters",
+    "initial_meter_state",
+    "load_fraction",
+    "parse_firmware_image",
+    "sample_meters",
+]
