@@ -59,7 +59,10 @@ def _fail(inst: Any, attribute: attrs.Attribute[Any], rule: str, what: str) -> P
 
 def enum_member(cls: type[enum.Enum], *, optional: bool = False) -> Validator:
     """The value must be a member of ``cls`` (not merely an equal string), or ``None`` if optional."""
-    allowed = ", ".join(repr(m.value) for m in cls)
+    if len(cls) <= 8:
+        allowed = "expected one of " + ", ".join(repr(m.value) for m in cls)
+    else:
+        allowed = f"expected one of the {len(cls)} {cls.__name__} values"
 
     def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value.__class__ is cls or (optional and value is None):
@@ -67,8 +70,8 @@ def enum_member(cls: type[enum.Enum], *, optional: bool = False) -> Validator:
         if isinstance(value, str) and value in cls._value2member_map_:
             hint = f"; use {cls.__name__}({value!r})"
         else:
-            hint = f"; expected one of {allowed}"
-        raise _fail(inst, attribute, "enum", f"{value!r} is not a {cls.__name__}{hint}")
+            hint = f"; {allowed}"
+        raise _fail(inst, attribute, "enum", f"{value!r} is not a valid {cls.__name__}{hint}")
 
     return check
 

@@ -1,0 +1,515 @@
+"""The payload converter: wire dicts ↔ typed payload objects (:mod:`os3p_core.payloads`).
+
+Theory of operation
+-------------------
+
+One cattrs ``Converter`` per :class:`PayloadConverter` does all the work.  Its hooks for the
+payload classes come from ``cattrs.gen.make_dict_structure_fn`` / ``make_dict_unstructure_fn``
+with every attribute renamed to its camelCase wire name, and are generated lazily, once per
+class, the first time that class is (un)structured; after that a call is one dict lookup plus
+the generated function.  ``benchmarks/RESULTS.md`` ("typed payloads") has the figures.
+
+Rules the hooks implement:
+
+- camelCase on the wire, snake_case on the objects (``stationNumber`` ↔ ``station_number``;
+  OverrideStreetlight's wire ``action`` ↔ ``action_``, because ``action`` is the ClassVar
+  naming the OS³P action of every payload class).
+- An optional field that is ``None`` is left out of the dict, never sent as ``null``
+  (``_cattrs_omit_if_default``; every optional field defaults to ``None``).
+- Enums ↔ their wire strings; tuples ↔ lists.
+- ``datetime`` ↔ RFC 3339 string.  Output always carries an offset: ``Z`` for UTC, ``±HH:MM``
+  otherwise, with milliseconds (or microseconds) only when the value has them.  On input, a
+  date-time without offset is local time of the station (PROTOCOL-DECISIONS §8), i.e. in the
+  converter's ``local_tz`` (default ``Europe/Amsterdam``, the default of the ``TimeZone``
+  configuration key, PROTOCOL-DECISIONS §6).  A wall time that does not exist or occurs twice
+  resolves with ``fold=0`` (STREETLIGHT-SEMANTICS "Points in time").
+- PROTOCOL-DECISIONS §8 errata on input: SetStreetlightProfile's ``clearSchedule`` is an alias of
+  ``clearAllSchedules`` (both present and different → error); GetEffectiveStreetlightDaySchedule
+  responses may carry a ``status``, which is dropped.
+- Strict primitives: a string field takes only a ``str``, an integer field an ``int`` (or an
+  integral float, as JSON-schema ``integer`` allows), a boolean field only a ``bool``.  cattrs'
+  defaults would quietly coerce ``"12"`` to ``12`` or ``"false"`` to ``True``.
+- Unknown keys are errors (the schemas say ``additionalProperties: false``).
+
+Typed structuring is a choice, not a tax: the connection validates and delivers plain dicts and
+never calls this module by itself.  Structuring assumes nothing about prior validation, though:
+any input that does not fit raises :class:`~os3p_core.SchemaViolation` with the CallError code
+of PROTOCOL-DECISIONS §3, the JSON path (``data.meterValue[0].sampledValue[1].measurand``) and
+the rule, the same shape the validators produce.
+
+Importing this module does not import cattrs (~15 ms); the default converter is built on first
+use.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from zoneinfo import ZoneInfo
+
+import attrs
+
+from ._errors import ErrorCode, SchemaViolation
+from .payloads import _enums
+from .payloads._checks import PayloadValueError, wire_name
+from .payloads._messages import (
+    REQUEST_CLASSES,
+    RESPONSE_CLASSES,
+    GetEffectiveStreetlightDayScheduleResponse,
+    Payload,
+    SetStreetlightProfileRequest,
+)
+
+if TYPE_CHECKING:
+    import cattrs
+
+#: Every enum used by a payload class (each gets exact-class hooks, see PayloadConverter).
+_PAYLOAD_ENUMS: Final = tuple(getattr(_enums, name) for name in _enums.__all__)
+
+__all__ = [
+    "DEFAULT_TIME_ZONE",
+    "PayloadConverter",
+    "default_converter",
+    "format_datetime",
+    "parse_datetime",
+    "request_class",
+    "response_class",
+    "structure_request",
+    "structure_response",
+    "unstructure",
+]
+
+P = TypeVar("P")
+
+#: The station zone when nothing else is configured: the ``TimeZone`` key's default (PROTOCOL-DECISIONS §6).
+DEFAULT_TIME_ZONE: Final = "Europe/Amsterdam"
+
+#: Longest errorDescription on the wire (PROTOCOL-DECISIONS §3).
+_MAX_DESCRIPTION: Final = 255
+
+
+# ---------------------------------------------------------------------------------------------
+# Date-times
+# ---------------------------------------------------------------------------------------------
+
+# RFC 3339 §5.6 date-time with the offset optional (PROTOCOL-DECISIONS §8), "T"/"Z" in either
+# case: the same language as the validators' ``date-time`` format (os3p_core._validation).
+_DATE_TIME_RE: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+)
+
+
+def parse_datetime(text: str, local_tz: tzinfo) -> datetime:
+    """Parse an OS³P date-time into an aware ``datetime``.
+
+    No offset means local time of the station, ``local_tz`` (PROTOCOL-DECISIONS §8).  More than
+    six fractional digits are truncated to microseconds.  Raises ``ValueError`` for anything that
+    is not an RFC 3339 date-time (offset optional) or not a real instant (``2015-02-30``, ``:60``).
+    """
+    if _DATE_TIME_RE.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time")
+    # fromisoformat (C) wants upper-case "T"/"Z"; it accepts any number of fractional digits.
+    value = datetime.fromisoformat(text if text.isupper() or not text[-1:].isalpha() else text.upper())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=local_tz)  # fold=0: first occurrence / pre-gap offset
+    return value
+
+
+def format_datetime(value: datetime) -> str:
+    """Format an aware ``datetime`` for the wire: ``Z`` for UTC, else ``±HH:MM``; fractional
+    seconds only when present (milliseconds when that is exact, else microseconds)."""
+    offset = value.utcoffset()
+    if offset is None:
+        raise ValueError(f"naive datetime {value!r}: a date-time on the wire must carry an offset")
+    if offset.seconds % 60 or offset.microseconds:
+        # An offset with seconds (historic LMT zones) cannot be written as ±HH:MM: send UTC.
+        value = value.astimezone(UTC)
+        offset = timedelta(0)
+    micro = value.microsecond
+    timespec = "seconds" if micro == 0 else ("milliseconds" if micro % 1000 == 0 else "microseconds")
+    text = value.isoformat(timespec=timespec)
+    if not offset:
+        return text[:-6] + "Z"  # isoformat wrote "+00:00"
+    return text
+
+
+def _time_zone(local_tz: tzinfo | str) -> tzinfo:
+    return ZoneInfo(local_tz) if isinstance(local_tz, str) else local_tz
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+class _HookError(ValueError):
+    """Raised by our own hooks; carries the JSON-schema rule that the value broke."""
+
+    def __init__(self, message: str, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _violation(exc: BaseException, cls: type) -> SchemaViolation:
+    """Turn a structuring failure into a SchemaViolation naming the JSON path and the rule.
+
+    Walks cattrs' detailed-validation tree (ClassValidationError / IterableValidationError with
+    attribute and index notes) down to the first leaf.
+    """
+    from cattrs.errors import (
+        AttributeValidationNote,
+        ForbiddenExtraKeysError,
+        IterableValidationNote,
+    )
+
+    path = "data"
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+        for note in getattr(exc, "__notes__", ()):
+            if isinstance(note, AttributeValidationNote):
+                path += f".{wire_name(note.name)}"
+            elif isinstance(note, IterableValidationNote):
+                path += f"[{note.index}]"
+
+    if isinstance(exc, ForbiddenExtraKeysError):
+        rule, what = "additionalProperties", "no such property"
+        path += f".{sorted(exc.extra_fields)[0]}"
+    elif isinstance(exc, KeyError):
+        rule, what = "required", "the property is missing"
+    elif isinstance(exc, PayloadValueError):
+        rule, what = exc.rule, str(exc).partition(": ")[2]
+        path += f".{exc.field}"
+    elif isinstance(exc, _HookError):
+        rule, what = exc.rule, str(exc)
+    elif isinstance(exc, TypeError | AttributeError):
+        # e.g. a list where an object belongs: the generated code fails to index it.
+        rule, what = "type", "expected an object"
+    else:
+        rule, what = "format", str(exc) or type(exc).__name__
+
+    if rule == "type" and path == "data":
+        code = ErrorCode.FORMATION_VIOLATION  # PROTOCOL-DECISIONS §3: payload not an object
+    elif rule == "required" or rule in ("minItems", "maxItems"):
+        code = ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION
+    elif rule == "type":
+        code = ErrorCode.TYPE_CONSTRAINT_VIOLATION
+    elif rule == "additionalProperties":
+        code = ErrorCode.FORMATION_VIOLATION
+    else:
+        code = ErrorCode.PROPERTY_CONSTRAINT_VIOLATION
+    description = _bounded(
+        f"{path} violates schema rule '{rule}' of {cls.__name__}: {what}", _MAX_DESCRIPTION
+    )
+    return SchemaViolation(code, description, path, rule)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict primitive hooks
+# ---------------------------------------------------------------------------------------------
+
+
+def _structure_str(value: Any, _: Any) -> str:
+    if value.__class__ is str:
+        return value
+    raise _HookError(f"expected a string, got {_json_type(value)}", "type")
+
+
+def _structure_int(value: Any, _: Any) -> int:
+    if value.__class__ is int:
+        return value
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    raise _HookError(f"expected an integer, got {_json_type(value)}", "type")
+
+
+def _structure_bool(value: Any, _: Any) -> bool:
+    if value.__class__ is bool:
+        return value
+    raise _HookError(f"expected a boolean, got {_json_type(value)}", "type")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    if value.__class__ in names:
+        return names[value.__class__]
+    if isinstance(value, int | float):
+        return "a number"
+    return f"a {type(value).__name__}"
+
+
+def _enum_hook(cls: type[enum.Enum]) -> Callable[[Any, Any], Any]:
+    # A dict lookup is ~5x faster than cls(value), which goes through EnumMeta.__call__.
+    members: Mapping[Any, enum.Enum] = dict(cls._value2member_map_)
+    if len(members) <= 8:
+        allowed = "expected one of " + ", ".join(repr(v) for v in members)
+    else:  # Measurand has 82 values: naming them all would only be cut off at 255 characters
+        allowed = f"expected one of the {len(members)} {cls.__name__} values"
+
+    def structure_enum(value: Any, _: Any) -> Any:
+        try:
+            return members[value]
+        except (KeyError, TypeError):
+            if value.__class__ is not str:
+                raise _HookError(f"expected a string, got {_json_type(value)}", "type") from None
+            raise _HookError(
+                f"{_bounded(repr(value), 40)} is not a valid {cls.__name__}; {allowed}", "enum"
+            ) from None
+
+    return structure_enum
+
+
+def _is_optional(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args
+
+
+def _is_homogeneous_tuple(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+# ---------------------------------------------------------------------------------------------
+# The converter
+# ---------------------------------------------------------------------------------------------
+
+
+class PayloadConverter:
+    """Maps wire dicts to :mod:`os3p_core.payloads` objects and back.
+
+    ``local_tz`` (a ``tzinfo`` or an IANA name) is the station's zone: the meaning of a date-time
+    without offset on input (PROTOCOL-DECISIONS §8).  A Central System talking to stations in
+    several zones keeps one converter per zone; the module-level functions use
+    :func:`default_converter` (``Europe/Amsterdam``).
+
+    ``cattrs_converter`` is the underlying ``cattrs.Converter``, for registering hooks of your
+    own types; the payload hooks are generated on first use of each class and cached.
+    """
+
+    def __init__(self, local_tz: tzinfo | str = DEFAULT_TIME_ZONE) -> None:
+        import cattrs
+        from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+        self.local_tz: Final[tzinfo] = _time_zone(local_tz)
+        conv = cattrs.Converter(
+            forbid_extra_keys=True,
+            detailed_validation=True,
+            unstruct_collection_overrides={tuple: list},
+        )
+        self.cattrs_converter: Final[cattrs.Converter] = conv
+        local = self.local_tz
+
+        # cattrs dispatches on the class first (functools.singledispatch), so the str hook would
+        # also catch every StrEnum; each payload enum therefore gets its own, more specific, hooks.
+        conv.register_structure_hook(str, _structure_str)
+        conv.register_structure_hook(int, _structure_int)
+        conv.register_structure_hook(bool, _structure_bool)
+        for enum_cls in _PAYLOAD_ENUMS:
+            conv.register_structure_hook(enum_cls, _enum_hook(enum_cls))
+            conv.register_unstructure_hook(enum_cls, _unstructure_enum)
+
+        def structure_datetime(value: Any, _: Any) -> datetime:
+            if value.__class__ is not str:
+                raise _HookError(f"expected a date-time string, got {_json_type(value)}", "type")
+            try:
+                return parse_datetime(value, local)
+            except ValueError as exc:
+                raise _HookError(str(exc), "format") from None
+
+        conv.register_structure_hook(datetime, structure_datetime)
+        conv.register_unstructure_hook(datetime, format_datetime)
+
+        def tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+            from cattrs.errors import IterableValidationError, IterableValidationNote
+
+            item_type = typing.get_args(tp)[0]
+            item_hook = conv.get_structure_hook(item_type)
+
+            def structure_tuple(value: Any, _: Any) -> tuple[Any, ...]:
+                if value.__class__ is not list and value.__class__ is not tuple:
+                    raise _HookError(f"expected an array, got {_json_type(value)}", "type")
+                try:
+                    return tuple([item_hook(item, item_type) for item in value])
+                except Exception:
+                    pass
+                # Slow path, only on failure: find the failing index for the error path.
+                for index, item in enumerate(value):
+                    try:
+                        item_hook(item, item_type)
+                    except Exception as exc:
+                        exc.add_note(
+                            IterableValidationNote(f"Structuring item @ index {index}", index, item_type)
+                        )
+                        raise IterableValidationError(f"While structuring {tp!r}", [exc], tp) from None
+                raise AssertionError("unreachable")  # pragma: no cover
+
+            return structure_tuple
+
+        conv.register_structure_hook_factory(_is_homogeneous_tuple, tuple_hook)
+
+        def optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
+            # cattrs' own Optional hook dispatches on the inner type at every call; this one
+            # resolves it once.  (The key is absent far more often than null: absent optionals
+            # never reach a hook at all.)
+            (inner_type,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+            inner_hook = conv.get_structure_hook(inner_type)
+
+            def structure_optional(value: Any, _: Any) -> Any:
+                return None if value is None else inner_hook(value, inner_type)
+
+            return structure_optional
+
+        conv.register_structure_hook_factory(_is_optional, optional_hook)
+
+        def renames(cls: type) -> dict[str, Any]:
+            return {a.name: override(rename=wire_name(a.name)) for a in attrs.fields(cls)}
+
+        def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
+            fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, **renames(cls))
+            if cls is SetStreetlightProfileRequest:
+                return _with_clear_schedule_alias(fn)
+            if cls is GetEffectiveStreetlightDayScheduleResponse:
+                return _without_status(fn)
+            return fn
+
+        def unstructure_factory(cls: type) -> Callable[[Any], dict[str, Any]]:
+            return make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **renames(cls))
+
+        conv.register_structure_hook_factory(attrs.has, structure_factory)
+        conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+
+        # Per-class caches of the generated functions: one dict lookup on the hot path, no dispatch.
+        self._structure_fns: dict[type, Callable[[Any, Any], Any]] = {}
+        self._unstructure_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+    def structure(self, payload: Mapping[str, Any] | None, cls: type[P]) -> P:
+        """Build a ``cls`` object from a wire dict (``None`` counts as ``{}``, PROTOCOL-DECISIONS §2).
+
+        Raises :class:`~os3p_core.SchemaViolation` if the dict does not fit ``cls``.
+        """
+        fn = self._structure_fns.get(cls)
+        if fn is None:
+            fn = self._structure_fns[cls] = self.cattrs_converter.get_structure_hook(cls)
+        if payload is None:
+            payload = {}
+        elif not isinstance(payload, Mapping):
+            raise SchemaViolation(
+                ErrorCode.FORMATION_VIOLATION,
+                f"data violates schema rule 'type' of {cls.__name__}: the payload is not a JSON object",
+                "data",
+                "type",
+            )
+        try:
+            return fn(payload, cls)  # type: ignore[no-any-return]
+        except Exception as exc:
+            raise _violation(exc, cls) from exc
+
+    def structure_request(self, action: str, payload: Mapping[str, Any] | None) -> Payload:
+        """The typed CALL payload of ``action``; ``KeyError`` if ``action`` is not an OS³P action."""
+        return self.structure(payload, REQUEST_CLASSES[action])  # type: ignore[index]
+
+    def structure_response(self, action: str, payload: Mapping[str, Any] | None) -> Payload:
+        """The typed CALLRESULT payload of ``action``; ``KeyError`` if ``action`` is unknown."""
+        return self.structure(payload, RESPONSE_CLASSES[action])  # type: ignore[index]
+
+    def unstructure(self, obj: Any) -> dict[str, Any]:
+        """The wire dict of a payload object: camelCase keys, absent optionals omitted."""
+        cls = obj.__class__
+        fn = self._unstructure_fns.get(cls)
+        if fn is None:
+            if not attrs.has(cls):
+                raise TypeError(f"{cls.__name__} is not a payload class")
+            fn = self._unstructure_fns[cls] = self.cattrs_converter.get_unstructure_hook(cls)
+        return fn(obj)
+
+
+def _unstructure_enum(value: enum.Enum) -> Any:
+    return value.value
+
+
+def _with_clear_schedule_alias(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """PROTOCOL-DECISIONS §8: SetStreetlightProfile ``clearSchedule`` (annex §M7.10 example) is
+    an alias of the normative ``clearAllSchedules``."""
+
+    def structure(payload: Mapping[str, Any], cls: Any) -> Any:
+        if "clearSchedule" in payload:
+            payload = dict(payload)
+            alias = payload.pop("clearSchedule")
+            if "clearAllSchedules" not in payload:
+                payload["clearAllSchedules"] = alias
+            elif payload["clearAllSchedules"] != alias:
+                # Erasing (or not) a contactor's profiles is too consequential to guess.
+                raise PayloadValueError(
+                    "SetStreetlightProfileRequest.clear_all_schedules: clearSchedule (an alias) "
+                    "contradicts clearAllSchedules",
+                    rule="enum",
+                    field="clearSchedule",
+                )
+        return fn(payload, cls)
+
+    return structure
+
+
+def _without_status(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """PROTOCOL-DECISIONS §8: the annex §M7.4 example response carries ``"status"``; stations
+    omit it, and a Central System tolerates (and drops) it."""
+
+    def structure(payload: Mapping[str, Any], cls: Any) -> Any:
+        if "status" in payload:
+            payload = {key: value for key, value in payload.items() if key != "status"}
+        return fn(payload, cls)
+
+    return structure
+
+
+# ---------------------------------------------------------------------------------------------
+# Module-level API over the default converter
+# ---------------------------------------------------------------------------------------------
+
+_default: PayloadConverter | None = None
+
+
+def default_converter() -> PayloadConverter:
+    """The shared converter with the default station zone (``Europe/Amsterdam``), built on first use."""
+    global _default
+    if _default is None:
+        _default = PayloadConverter()
+    return _default
+
+
+def request_class(action: str) -> type[Payload]:
+    """The request payload class of ``action`` (``KeyError`` if it is not an OS³P action)."""
+    # An Action is a StrEnum: a plain string finds its member's entry.
+    return REQUEST_CLASSES[action]  # type: ignore[index]
+
+
+def response_class(action: str) -> type[Payload]:
+    """The response payload class of ``action`` (``KeyError`` if it is not an OS³P action)."""
+    return RESPONSE_CLASSES[action]  # type: ignore[index]
+
+
+def structure_request(action: str, payload: Mapping[str, Any] | None) -> Payload:
+    """Turn a CALL payload dict into its typed request object (default converter).
+
+    Raises :class:`~os3p_core.SchemaViolation` if it does not fit, ``KeyError`` for an unknown action.
+    """
+    return (_default or default_converter()).structure_request(action, payload)
+
+
+def structure_response(action: str, payload: Mapping[str, Any] | None) -> Payload:
+    """Turn a CALLRESULT payload dict into its typed response object (default converter)."""
+    return (_default or default_converter()).structure_response(action, payload)
+
+
+def unstructure(obj: Any) -> dict[str, Any]:
+    """Turn a payload object into its wire dict (default converter; date-times keep their offsets)."""
+    return (_default or default_converter()).unstructure(obj)
