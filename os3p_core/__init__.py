@@ -20,6 +20,18 @@ from ._validation import validate_request, validate_response
 # --- end section ---
 
 # --- section: typed payloads and converter ---
+# isort: split
+from . import payloads
+from ._converter import (
+    PayloadConverter,
+    default_converter,
+    request_class,
+    response_class,
+    structure_request,
+    structure_response,
+    unstructure,
+)
+
 # --- end section ---
 
 # --- section: streetlight schedules, sun times, configuration keys ---
@@ -43,6 +55,14 @@ __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     # --- section: frames, events, state, config, connection ---
     # --- end section ---
     # --- section: typed payloads and converter ---
+    "PayloadConverter",
+    "default_converter",
+    "payloads",
+    "request_class",
+    "response_class",
+    "structure_request",
+    "structure_response",
+    "unstructure",
     # --- end section ---
     # --- section: streetlight schedules, sun times, configuration keys ---
     # --- end section ---
