@@ -12,7 +12,7 @@ Theory of operation
 * SEM "The OS³P day": day D is the local interval [D 12:00, D+1 12:00).  Local wall times become instants with
   ``zoneinfo`` and ``fold=0``, which is exactly SEM's rule for gaps (02:30 → 03:30) and repeats (first
   occurrence).
-* A profile is parsed once, on install, into :class:`StreetlightProfile`; evaluation never looks at wire
+* A profile is parsed once, on install, into :class:`InstalledProfile`; evaluation never looks at wire
   dicts.
 * A station drives its contactors with :meth:`ProfileStore.switching_state`: "on now?" and "when next?"; it
   calls it again at that instant, and whenever the profiles or the configuration (TimeZone, Geolocation)
@@ -35,11 +35,11 @@ from ._sun import sun_times_utc_seconds
 __all__ = [
     "CONTACTOR_IDS",
     "DaySchedule",
+    "InstalledProfile",
+    "ProfilePeriod",
+    "ProfilePoint",
     "ProfileStore",
-    "SchedulePeriod",
-    "SchedulePoint",
     "SiteLocation",
-    "StreetlightProfile",
     "StreetlightResult",
     "SwitchingState",
     "os3p_day_of",
@@ -116,7 +116,7 @@ class SiteLocation:
 
 
 @attrs.frozen(slots=True)
-class SchedulePoint:
+class ProfilePoint:
     """One start or end point (§M7.10 Table 18).
 
     ``kind`` is ``"Absolute"``, ``"Sunset"`` or ``"Sunrise"``.  Absolute points carry ``time_ms``
@@ -136,18 +136,18 @@ class SchedulePoint:
 
 
 @attrs.frozen(slots=True)
-class SchedulePeriod:
+class ProfilePeriod:
     """One ``daySchedule`` entry: the light is on from ``start`` to ``end`` (when end is after start)."""
 
-    start: SchedulePoint
-    end: SchedulePoint
+    start: ProfilePoint
+    end: ProfilePoint
 
     def to_wire(self) -> dict[str, Any]:
         return {"start": self.start.to_wire(), "end": self.end.to_wire()}
 
 
 @attrs.frozen(slots=True)
-class StreetlightProfile:
+class InstalledProfile:
     """One installed profile, parsed and validated (§M7.10 Table 16).
 
     ``valid_from`` / ``valid_to`` are the literal date parts of the wire date-times (SEM: "only the literal
@@ -159,7 +159,7 @@ class StreetlightProfile:
     recurrency_kind: str
     valid_from: _dt.date | None
     valid_to: _dt.date | None
-    periods: tuple[SchedulePeriod, ...]
+    periods: tuple[ProfilePeriod, ...]
 
     @property
     def uses_sun(self) -> bool:
@@ -230,7 +230,7 @@ def _format_time_of_day(ms: int) -> str:
     return f"{text}.{milli:03d}" if milli else text
 
 
-def _parse_point(raw: object, where: str) -> SchedulePoint:
+def _parse_point(raw: object, where: str) -> ProfilePoint:
     if not isinstance(raw, Mapping):
         raise _Invalid(f"{where}: not an object")
     kind = raw.get("kind")
@@ -240,7 +240,7 @@ def _parse_point(raw: object, where: str) -> SchedulePoint:
     # only makes each one mandatory for its own kind (§M7.10 Table 18), and the schema has checked its type.
     if kind == "Absolute":
         try:
-            return SchedulePoint(kind="Absolute", time_ms=_parse_time_of_day(raw.get("time")))
+            return ProfilePoint(kind="Absolute", time_ms=_parse_time_of_day(raw.get("time")))
         except _Invalid as exc:
             raise _Invalid(f"{where}: {exc}") from None
     offset = raw.get("offset")
@@ -249,7 +249,7 @@ def _parse_point(raw: object, where: str) -> SchedulePoint:
     assert isinstance(offset, int)
     if not -MAX_OFFSET_SECONDS <= offset <= MAX_OFFSET_SECONDS:
         raise _Invalid(f"{where}: offset {offset} outside [-86400, 86400]")
-    return SchedulePoint(kind=str(kind), offset=offset)
+    return ProfilePoint(kind=str(kind), offset=offset)
 
 
 def _parse_date_part(raw: object, where: str) -> _dt.date | None:
@@ -270,7 +270,7 @@ def _parse_date_part(raw: object, where: str) -> _dt.date | None:
     return parsed.date()
 
 
-def _parse_profile(raw: object, where: str, max_stack_level: int | None) -> StreetlightProfile:
+def _parse_profile(raw: object, where: str, max_stack_level: int | None) -> InstalledProfile:
     if not isinstance(raw, Mapping):
         raise _Invalid(f"{where}: not an object")
     profile_id = raw.get("profileId")
@@ -306,12 +306,12 @@ def _parse_profile(raw: object, where: str, max_stack_level: int | None) -> Stre
         if not isinstance(period, Mapping):
             raise _Invalid(f"{where}.daySchedule[{i}]: not an object")
         periods.append(
-            SchedulePeriod(
+            ProfilePeriod(
                 start=_parse_point(period.get("start"), f"{where}.daySchedule[{i}].start"),
                 end=_parse_point(period.get("end"), f"{where}.daySchedule[{i}].end"),
             )
         )
-    return StreetlightProfile(
+    return InstalledProfile(
         profile_id=profile_id,
         stack_level=stack_level,
         recurrency_kind=str(kind),
@@ -374,7 +374,7 @@ class DaySchedule:
     window_start: int
     window_end: int
     intervals: tuple[tuple[int, int], ...]
-    profile: StreetlightProfile | None
+    profile: InstalledProfile | None
 
     @property
     def periods(self) -> list[tuple[_dt.datetime, _dt.datetime]]:
@@ -466,7 +466,7 @@ def os3p_day_of(at: _dt.datetime, tz: _dt.tzinfo | str) -> _dt.date:
     return day if _to_ms(at) >= start else day - _dt.timedelta(days=1)
 
 
-def _point_ms(point: SchedulePoint, day: _dt.date, tz: _dt.tzinfo, sun: tuple[int, int] | None) -> int:
+def _point_ms(point: ProfilePoint, day: _dt.date, tz: _dt.tzinfo, sun: tuple[int, int] | None) -> int:
     if point.kind == "Absolute":
         assert point.time_ms is not None
         # SEM "Points in time": at or after 12:00 → calendar date D, before 12:00 → date D+1.
@@ -480,7 +480,7 @@ def _point_ms(point: SchedulePoint, day: _dt.date, tz: _dt.tzinfo, sun: tuple[in
 
 
 def _day_intervals(
-    profile: StreetlightProfile, day: _dt.date, site: SiteLocation
+    profile: InstalledProfile, day: _dt.date, site: SiteLocation
 ) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
     tz = site.timezone
     w0, w1 = _window(day, tz)
@@ -528,21 +528,21 @@ class ProfileStore:
 
     def __init__(self) -> None:
         # contactor → stack level → profile (stack levels are unique per contactor, §M7.10 Table 16).
-        self._profiles: dict[int, dict[int, StreetlightProfile]] = {c: {} for c in CONTACTOR_IDS}
+        self._profiles: dict[int, dict[int, InstalledProfile]] = {c: {} for c in CONTACTOR_IDS}
 
     # -- reading
     # -------------------------------------------------------------------------------------------------
 
-    def profiles(self, contactor_id: int) -> tuple[StreetlightProfile, ...]:
+    def profiles(self, contactor_id: int) -> tuple[InstalledProfile, ...]:
         """The installed profiles of a contactor, highest stack level first."""
         table = self._profiles[_contactor(contactor_id)]
         return tuple(table[level] for level in sorted(table, reverse=True))
 
-    def effective_profile(self, contactor_id: int, day: _dt.date) -> StreetlightProfile | None:
+    def effective_profile(self, contactor_id: int, day: _dt.date) -> InstalledProfile | None:
         """SEM "Precedence per whole day": the applicable profile with the highest stack level, or
         ``None``."""
         table = self._profiles[_contactor(contactor_id)]
-        best: StreetlightProfile | None = None
+        best: InstalledProfile | None = None
         for profile in table.values():
             if (best is None or profile.stack_level > best.stack_level) and profile.applies_on(day):
                 best = profile
@@ -697,7 +697,7 @@ class ProfileStore:
             # §M7.2: "stacklevel and profileId are mutual exclusive"; PROTOCOL-DECISIONS §8.
             return StreetlightResult(REJECTED, "profileId and stackLevel are mutually exclusive")
         contactors = CONTACTOR_IDS if contactor_id is None else (contactor_id,)
-        updated: dict[int, dict[int, StreetlightProfile]] = {}
+        updated: dict[int, dict[int, InstalledProfile]] = {}
         removed = 0
         for c in contactors:
             table = self._profiles[c]
@@ -750,7 +750,7 @@ class ProfileStore:
                 raise ValueError(f"snapshot: bad contactor {key!r}") from None
             if c not in CONTACTOR_IDS or not isinstance(raw_list, list):
                 raise ValueError(f"snapshot: bad contactor {key!r}")
-            table: dict[int, StreetlightProfile] = {}
+            table: dict[int, InstalledProfile] = {}
             for i, raw in enumerate(raw_list):
                 try:
                     profile = _parse_profile(raw, f"contactors[{key}][{i}]", None)
