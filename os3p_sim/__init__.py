@@ -26,6 +26,8 @@ from ._meters import (
 )
 from ._meters import advance as advance_meters
 from ._meters import sample as sample_meters
+from ._outbox import RETRY_LATER_CODES, Backoff, Disposition, classify_error
+from ._store import Change, OutboxEntry, SQLiteStore, StationStore
 from ._transfers import (
     FIRMWARE_MAGIC,
     Download,
@@ -41,9 +43,13 @@ from ._transfers import (
 __all__ = [
     "CONTACTOR_IDS",
     "FIRMWARE_MAGIC",
+    "RETRY_LATER_CODES",
     "Alarm",
+    "Backoff",
+    "Change",
     "ContactorState",
     "Contactors",
+    "Disposition",
     "Download",
     "FaultConfig",
     "FaultIndicators",
@@ -57,15 +63,19 @@ __all__ = [
     "MeterReading",
     "MeterState",
     "Mode",
+    "OutboxEntry",
     "OverrideAction",
     "OverrideStatus",
     "Reboot",
+    "SQLiteStore",
     "SampledValue",
+    "StationStore",
     "StreetlightEvent",
     "TransferConfig",
     "Upload",
     "Uploads",
     "advance_meters",
+    "classify_error",
     "initial_meter_state",
     "load_fraction",
     "parse_firmware_image",
