@@ -35,6 +35,21 @@ from ._converter import (
 # --- end section ---
 
 # --- section: streetlight schedules, sun times, configuration keys ---
+# isort: split
+from ._configuration import CONFIGURATION_KEYS, ConfigurationResult, ConfigurationStore, VendorKey
+from ._streetlight import (
+    DaySchedule,
+    InstalledProfile,
+    ProfilePeriod,
+    ProfilePoint,
+    ProfileStore,
+    SiteLocation,
+    StreetlightResult,
+    SwitchingState,
+    os3p_day_of,
+)
+from ._sun import SUN_DEPRESSION_DEGREES, SunTimes, sun_events_on_date, sun_times
+
 # --- end section ---
 
 __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
@@ -65,5 +80,22 @@ __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "unstructure",
     # --- end section ---
     # --- section: streetlight schedules, sun times, configuration keys ---
+    "CONFIGURATION_KEYS",
+    "ConfigurationResult",
+    "ConfigurationStore",
+    "VendorKey",
+    "DaySchedule",
+    "InstalledProfile",
+    "ProfilePeriod",
+    "ProfilePoint",
+    "ProfileStore",
+    "SiteLocation",
+    "StreetlightResult",
+    "SwitchingState",
+    "os3p_day_of",
+    "SUN_DEPRESSION_DEGREES",
+    "SunTimes",
+    "sun_events_on_date",
+    "sun_times",
     # --- end section ---
 ]
