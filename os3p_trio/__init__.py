@@ -1,3 +1,77 @@
-"""os3p_trio: trio transports for OS³P, for the Central System (server) and the Substation (client)."""
+"""os3p_trio: trio transports for OS³P, for the Central System (server) and the Substation (client).
 
-__all__: list[str] = []
+The sans-IO :class:`os3p_core.Connection` holds every protocol rule; this package moves text and
+time between it and real WebSockets (wsproto over trio streams), runs handlers, and adds the
+handshake rules, authentication, TLS, keepalive and reconnects.  See ``docs/trio.md``.
+"""
+
+from ._client import ClientConfig, SubstationClient, open_substation
+from ._errors import (
+    CallErrorReceived,
+    CallFailure,
+    CallTimeout,
+    ConnectionClosed,
+    HandshakeFailed,
+    InvalidResult,
+    Os3pTrioError,
+)
+from ._handshake import (
+    HandshakeRejected,
+    certificate_names,
+    choose_subprotocol,
+    connection_path,
+    generate_authorization_key,
+    hash_authorization_key,
+    parse_basic_authorization,
+    parse_identity,
+    validate_identity,
+    verify_authorization_key,
+)
+from ._server import (
+    CentralSystemServer,
+    InMemoryRegistry,
+    ServerConfig,
+    StationRecord,
+    StationRegistry,
+    open_central_system,
+    serve_central_system,
+)
+from ._session import Handler, Router, Session
+from ._transport import PendingUpgrade, WebSocket, client_handshake, server_handshake
+
+__all__ = [
+    "CallErrorReceived",
+    "CallFailure",
+    "CallTimeout",
+    "CentralSystemServer",
+    "ClientConfig",
+    "ConnectionClosed",
+    "Handler",
+    "HandshakeFailed",
+    "HandshakeRejected",
+    "InMemoryRegistry",
+    "InvalidResult",
+    "Os3pTrioError",
+    "PendingUpgrade",
+    "Router",
+    "ServerConfig",
+    "Session",
+    "StationRecord",
+    "StationRegistry",
+    "SubstationClient",
+    "WebSocket",
+    "certificate_names",
+    "choose_subprotocol",
+    "client_handshake",
+    "connection_path",
+    "generate_authorization_key",
+    "hash_authorization_key",
+    "open_central_system",
+    "open_substation",
+    "parse_basic_authorization",
+    "parse_identity",
+    "serve_central_system",
+    "server_handshake",
+    "validate_identity",
+    "verify_authorization_key",
+]

@@ -1,0 +1,378 @@
+"""The Central System side: an OS³P WebSocket server under trio.
+
+``serve_central_system`` follows trio's ``serve_tcp``: it takes ``task_status`` and
+``handler_nursery`` and runs until cancelled; ``open_central_system`` is the async context manager
+around it.  Per accepted TCP connection (PROTOCOL-DECISIONS §1, in this order):
+
+1. within ``handshake_timeout`` (10 s) of the TCP accept: the TLS handshake (if any) and a complete
+   upgrade request, else the socket is closed;
+2. the path → ``(endpoint, identity)``: unknown endpoint 404, bad identity 400;
+3. mutual TLS (if on): the client certificate must name the identity, else 403;
+4. the station registry (async, pluggable) → :class:`StationRecord` or ``None``;
+5. Basic auth (if a server secret is set): user-id == identity and the key's HMAC matches the
+   stored hash, else 401 — the same 401 for an unknown station (no enumeration of identities);
+   without auth an unknown station gets 404 (§J3.2);
+6. subprotocol: the client's first choice we support; none → upgrade without
+   ``Sec-WebSocket-Protocol`` and close at once (§J3.2 MUST, close code 1002);
+7. one connection per identity: an older live connection is closed with 1000 "replaced";
+8. the :class:`~os3p_trio.Session` runs until the connection ends; a failure closes only it (1011).
+
+Graceful shutdown (cancelling the server) closes every connection with 1001.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, Protocol
+
+import attrs
+import trio
+
+from os3p_core import Config, Connection, Role
+
+from ._handshake import (
+    HandshakeRejected,
+    certificate_names,
+    choose_subprotocol,
+    parse_basic_authorization,
+    parse_identity,
+    verify_authorization_key,
+)
+from ._session import Router, Session
+from ._transport import (
+    CLOSE_NORMAL,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RECEIVE_CHUNK,
+    PendingUpgrade,
+    WebSocket,
+    server_handshake,
+)
+
+__all__ = [
+    "CentralSystemServer",
+    "InMemoryRegistry",
+    "ServerConfig",
+    "StationRecord",
+    "StationRegistry",
+    "open_central_system",
+    "serve_central_system",
+]
+
+logger = logging.getLogger("os3p_trio")
+
+CLOSE_PROTOCOL_ERROR = 1002
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ServerConfig:
+    """Options of the Central System server.  Frozen; defaults follow PROTOCOL-DECISIONS §1.
+
+    Worst-case memory per connection: one read buffer (``receive_chunk``), at most one message
+    being assembled (``max_message_size``), the core's bounded tables (``connection``, see
+    ``docs/connection.md``) and at most ``connection.max_incoming_calls`` handler tasks.
+    """
+
+    #: Endpoint paths served (§J3.1.1); the connection URL is ``<endpoint>/<identity>``.
+    endpoints: tuple[str, ...] = ("/OS3P",)
+    #: Subprotocols we speak, in no particular order: the client's preference decides (§J3.1.3).
+    subprotocols: tuple[str, ...] = ("OS3P1.0",)
+    #: Seconds from TCP accept to a complete upgrade request (TLS handshake included).
+    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Largest text message, UTF-8 bytes; bigger → close 1009.
+    max_message_size: int = attrs.field(default=DEFAULT_MAX_MESSAGE_SIZE, validator=_positive)
+    #: Bytes per read: one read swallows a burst of messages.
+    receive_chunk: int = attrs.field(default=DEFAULT_RECEIVE_CHUNK, validator=_positive)
+    #: Ping a station silent for this many seconds (``None``: never).  Any traffic resets the clock,
+    #: so a station that heartbeats or pings costs no server pings at all.
+    ping_interval: float | None = attrs.field(default=60.0, validator=_positive)
+    #: Seconds to wait for the pong; then the peer is dead and the socket is closed (1006).
+    pong_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Bound on a closing handshake (replacement, shutdown, errors).
+    close_timeout: float = attrs.field(default=5.0, validator=_positive)
+    #: Open WebSocket connections at most; more are refused with 503 before the upgrade.
+    max_connections: int = attrs.field(default=100_000, validator=_positive)
+    #: Secret for the AuthorizationKey hashes (``hash_authorization_key``).  Set → HTTP Basic auth
+    #: is required of every station (OCPP security profile 1/2); ``None`` → no Basic auth.
+    auth_secret: bytes | None = None
+    #: Mutual TLS: the client certificate must name the identity (CN or subjectAltName).  The
+    #: ``ssl_context`` must then require client certificates (``verify_mode = CERT_REQUIRED``).
+    require_client_certificate: bool = False
+    #: The core's options for every connection.
+    connection: Config = attrs.field(factory=Config)
+
+
+@attrs.frozen
+class StationRecord:
+    """What the registry knows about a station.
+
+    ``key_hash``: ``hash_authorization_key(secret, identity, key)`` of its AuthorizationKey (or
+    ``None``: it has none, so Basic auth fails).  ``previously_accepted``: its last BootNotification
+    was Accepted on an earlier connection (PROTOCOL-DECISIONS §5 (b), remembered durably).
+    """
+
+    identity: str
+    key_hash: bytes | None = None
+    previously_accepted: bool = False
+
+
+class StationRegistry(Protocol):
+    """Decides which stations may connect.  ``lookup`` returns ``None`` for an unknown identity
+    (→ 404, or 401 with auth), or a record; an open-registration registry returns a record for
+    every identity.  It runs inside the handshake timeout."""
+
+    async def lookup(self, identity: str) -> StationRecord | None: ...
+
+
+class InMemoryRegistry:
+    """A dict-backed :class:`StationRegistry` (tests, small deployments).
+
+    ``open_registration=True`` admits unknown identities (as never accepted, without a key).
+    """
+
+    def __init__(self, records: Mapping[str, StationRecord] = (), *, open_registration: bool = False) -> None:  # type: ignore[assignment]
+        self.records: dict[str, StationRecord] = dict(records)
+        self.open_registration = open_registration
+
+    def add(self, record: StationRecord) -> None:
+        """Add or replace a record."""
+        self.records[record.identity] = record
+
+    async def lookup(self, identity: str) -> StationRecord | None:
+        """The record of ``identity``, a fresh one under open registration, else ``None``."""
+        record = self.records.get(identity)
+        if record is None and self.open_registration:
+            return StationRecord(identity)
+        return record
+
+
+OnConnect = Callable[[Session], Awaitable[Any]]
+
+
+class CentralSystemServer:
+    """A running Central System server: its listeners and the live connections by identity.
+
+    Reach a station from outside its connection (operator API, scheduler) with
+    ``server.sessions[identity]`` or ``await server.call(identity, request)``.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        registry: StationRegistry,
+        config: ServerConfig,
+        ssl_context: ssl.SSLContext | None,
+        on_connect: OnConnect | None,
+    ) -> None:
+        self.router = router
+        self.registry = registry
+        self.config = config
+        self.ssl_context = ssl_context
+        self.on_connect = on_connect
+        self.listeners: list[trio.SocketListener] = []
+        self._sessions: dict[str, Session] = {}
+        self._open = 0
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listener (handy with port 0)."""
+        return int(self.listeners[0].socket.getsockname()[1])
+
+    @property
+    def sessions(self) -> Mapping[str, Session]:
+        """Live connections by identity (read-only view)."""
+        return self._sessions
+
+    def get(self, identity: str) -> Session | None:
+        """The live session of ``identity``, or ``None``."""
+        return self._sessions.get(identity)
+
+    async def call(self, identity: str, request: Any, *, timeout: float | None = None) -> Any:
+        """``await sessions[identity].call(request)``; :class:`ConnectionClosed` if not connected."""
+        session = self._sessions.get(identity)
+        if session is None:
+            from ._errors import ConnectionClosed
+
+            raise ConnectionClosed(1006, f"{identity!r} is not connected")
+        return await session.call(request, timeout=timeout)
+
+    # --- per connection --------------------------------------------------------------------
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one accepted TCP stream to the end.  Never raises (failures are logged)."""
+        try:
+            await self._handle(stream)
+        except Exception:
+            logger.exception("os3p server: connection handling failed")
+            await trio.aclose_forcefully(stream)
+
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        cfg = self.config
+        accepted: tuple[WebSocket, str, StationRecord] | None = None
+        with trio.move_on_after(cfg.handshake_timeout):
+            accepted = await self._handshake(stream)
+        if accepted is None:
+            await trio.aclose_forcefully(stream)
+            return
+        ws, identity, record = accepted
+        if ws.subprotocol is None:
+            # §J3.2: "it MUST complete the websocket handshake with a response without a
+            # Sec-websocket-Protocol header and then immediately close the websocket connection."
+            await ws.aclose(
+                CLOSE_PROTOCOL_ERROR, "no supported subprotocol offered", timeout=cfg.close_timeout
+            )
+            return
+        conn = Connection(Role.CENTRAL_SYSTEM, cfg.connection, previously_accepted=record.previously_accepted)
+        session = Session(
+            ws,
+            conn,
+            identity,
+            self.router,
+            ping_interval=cfg.ping_interval,
+            pong_timeout=cfg.pong_timeout,
+            close_timeout=cfg.close_timeout,
+        )
+        old = self._sessions.get(identity)
+        self._sessions[identity] = session
+        if old is not None:
+            # PROTOCOL-DECISIONS §1: the newer authenticated connection replaces the older.
+            logger.info("os3p server: %r reconnected; closing its older connection", identity)
+            old.request_close(CLOSE_NORMAL, "replaced")
+        self._open += 1
+        try:
+            await session.run(on_start=self.on_connect)
+        finally:
+            self._open -= 1
+            if self._sessions.get(identity) is session:
+                del self._sessions[identity]
+
+    async def _handshake(self, stream: trio.abc.Stream) -> tuple[WebSocket, str, StationRecord] | None:
+        cfg = self.config
+        peercert: dict[str, Any] | None = None
+        if self.ssl_context is not None:
+            tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
+            try:
+                await tls.do_handshake()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                logger.info("os3p server: TLS handshake failed")
+                return None
+            peercert = tls.getpeercert()
+            stream = tls
+        pending = await server_handshake(stream)
+        if pending is None:
+            return None
+        try:
+            identity, record = await self._admit(pending, peercert)
+        except HandshakeRejected as exc:
+            logger.info("os3p server: refused %r with %d: %s", pending.request.target, exc.status, exc.reason)
+            headers: list[tuple[bytes, bytes]] = []
+            if exc.status == 401:
+                headers.append((b"WWW-Authenticate", b'Basic realm="OS3P", charset="UTF-8"'))
+            await pending.reject(exc.status, headers)
+            return None
+        subprotocol = choose_subprotocol(pending.request.subprotocols, cfg.subprotocols)
+        ws = await pending.accept(
+            subprotocol, max_message_size=cfg.max_message_size, receive_chunk=cfg.receive_chunk
+        )
+        return ws, identity, record
+
+    async def _admit(
+        self, pending: PendingUpgrade, peercert: dict[str, Any] | None
+    ) -> tuple[str, StationRecord]:
+        cfg = self.config
+        _endpoint, identity = parse_identity(pending.request.target, cfg.endpoints)
+        if self._open >= cfg.max_connections:
+            raise HandshakeRejected(503, "connection limit reached")
+        if cfg.require_client_certificate and identity not in certificate_names(peercert):
+            raise HandshakeRejected(403, "client certificate does not name the identity")
+        record = await self.registry.lookup(identity)
+        if cfg.auth_secret is not None:
+            creds = parse_basic_authorization(pending.header(b"authorization"))
+            user, key = creds if creds is not None else ("", b"")
+            ok = verify_authorization_key(
+                cfg.auth_secret, identity, key, record.key_hash if record is not None else None
+            )
+            # One answer for every failure (no identity enumeration).
+            if not ok or user != identity or record is None:
+                raise HandshakeRejected(401, "authentication failed")
+        elif record is None:
+            raise HandshakeRejected(404, "unknown station identity")
+        return identity, record
+
+
+async def serve_central_system(
+    router: Router,
+    port: int,
+    *,
+    host: str | None = None,
+    registry: StationRegistry | None = None,
+    config: ServerConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    on_connect: OnConnect | None = None,
+    listeners: list[trio.SocketListener] | None = None,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[CentralSystemServer] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve OS³P on ``host``:``port`` (or the given ``listeners``) until cancelled.
+
+    ``router``: handlers for station-initiated calls.  ``registry``: who may connect (default: open
+    registration, everyone).  ``on_connect(session)``: runs for the life of each connection in its
+    nursery (cancelled when the connection ends; its exception closes only that connection with
+    1011).  ``ssl_context``: serve ``wss://``.  ``task_status.started`` gets the
+    :class:`CentralSystemServer`.  Cancelling closes every connection with 1001 (unless
+    ``handler_nursery`` is an outside nursery, as with ``trio.serve_tcp``).
+    """
+    cfg = config if config is not None else ServerConfig()
+    reg = registry if registry is not None else InMemoryRegistry(open_registration=True)
+    server = CentralSystemServer(router, reg, cfg, ssl_context, on_connect)
+    if listeners is None:
+        listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
+    server.listeners = listeners
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: trio.serve_listeners(
+                server.handle_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
+            )
+        )
+        task_status.started(server)
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@asynccontextmanager
+async def open_central_system(
+    router: Router,
+    port: int,
+    *,
+    host: str | None = None,
+    registry: StationRegistry | None = None,
+    config: ServerConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    on_connect: OnConnect | None = None,
+) -> AsyncIterator[CentralSystemServer]:
+    """``async with open_central_system(router, 0, host="127.0.0.1") as server:`` — the server runs
+    for the body; leaving it closes every connection with 1001."""
+    async with trio.open_nursery() as nursery:
+        server: CentralSystemServer = await nursery.start(
+            lambda task_status: serve_central_system(
+                router,
+                port,
+                host=host,
+                registry=registry,
+                config=config,
+                ssl_context=ssl_context,
+                on_connect=on_connect,
+                task_status=task_status,
+            )
+        )
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,502 @@
+"""One live OS³P connection under trio, for either role: the glue between a WebSocket and the
+sans-IO :class:`os3p_core.Connection`.
+
+Theory of operation
+===================
+
+All protocol rules live in the core; a session only moves text and time in and out and runs
+application handlers (ARCHITECTURE.md, "os3p_trio").  Per connection, one nursery holds:
+
+- the **reader** (the task that called :meth:`Session.run`): one large read → every complete
+  message → ``receive_message(text, now)`` → events dispatched → one batched write of the outbox;
+- the **timer**: one task sleeping in a cancel scope whose deadline is the earliest of the core's
+  ``next_deadline()`` (call timeouts) and the keepalive check; waking, it calls
+  ``handle_timeout(now)``, sends a ping when the peer has been silent for ``ping_interval``, and
+  aborts the connection when no pong (or any byte) arrived within ``pong_timeout`` (dead peer);
+- the **handler tasks** of incoming calls being handled: at most ``Config.max_incoming_calls``
+  (the core answers any excess itself), so a slow handler never blocks reading, pings or results.
+  Plain (non-async) handlers run inline in the reader: no task, no switch — for quick answers
+  such as Heartbeat.
+
+Every write goes through the WebSocket's one lock, taking the outbox while holding it
+(``WebSocket.flush``), so messages leave in the order the core produced them.
+
+Failure containment (PROTOCOL-DECISIONS §1): a handler's exception becomes a CALLERROR
+``InternalError`` for that call (logged, generic description on the wire, §3); any other error
+inside the session closes this connection with 1011 and is logged; :meth:`Session.run` never
+raises it to the server's nursery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import trio
+
+from os3p_core import (
+    Action,
+    BootStateChanged,
+    Call,
+    CallFailed,
+    CallReceived,
+    CallTimedOut,
+    Connection,
+    ErrorCode,
+    ErrorReceived,
+    LocalProtocolError,
+    ProtocolError,
+    ResultReceived,
+)
+from os3p_core import FailureReason as _FailureReason
+
+from ._errors import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
+from ._transport import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, WebSocket
+
+__all__ = ["Handler", "Router", "Session"]
+
+logger = logging.getLogger("os3p_trio")
+
+T = TypeVar("T")
+
+#: A handler: ``(session, typed_request) -> typed_response`` (a dict is accepted too).  Async
+#: handlers run in their own task; plain functions run inline and must be quick and never block.
+Handler = Callable[["Session", Any], Awaitable[Any]] | Callable[["Session", Any], Any]
+
+_INTERNAL_ERROR_TEXT = "internal error while handling the call"
+
+
+class Router:
+    """Handlers for incoming calls, one per action.
+
+    ::
+
+        router = Router()
+
+        @router.on(Action.HEARTBEAT)
+        def heartbeat(session, request: HeartbeatRequest) -> HeartbeatResponse:
+            return HeartbeatResponse(current_time=...)
+
+    A handler gets the :class:`Session` and the typed request object (``os3p_core.payloads``)
+    and returns the typed response (or a dict).  Raising :class:`os3p_core.ProtocolError` (any
+    subclass) answers with that CALLERROR (its ``code``, ``description``, ``details``); any
+    other exception answers ``InternalError`` with a generic description and is logged.  An
+    action without a handler is answered ``NotImplemented`` (PROTOCOL-DECISIONS §3).
+    """
+
+    __slots__ = ("_handlers",)
+
+    def __init__(self) -> None:
+        # action -> (handler, is_async)
+        self._handlers: dict[Action, tuple[Handler, bool]] = {}
+
+    def add(self, action: Action | str, handler: Handler) -> None:
+        """Register ``handler`` for ``action`` (replacing any earlier one)."""
+        self._handlers[Action(action)] = (handler, inspect.iscoroutinefunction(handler))
+
+    def on(self, action: Action | str) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`."""
+
+        def register(handler: T) -> T:
+            self.add(action, cast(Handler, handler))
+            return handler
+
+        return register
+
+    def get(self, action: Action) -> tuple[Handler, bool] | None:
+        """The registered ``(handler, is_async)`` for ``action``, or ``None``."""
+        return self._handlers.get(action)
+
+    def __contains__(self, action: object) -> bool:
+        return action in self._handlers
+
+
+class _Waiter:
+    __slots__ = ("event", "outcome")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.outcome: Any = None
+
+
+class Session:
+    """One open OS³P connection: the WebSocket, the core :class:`~os3p_core.Connection`, the
+    handlers.  Made by the server (one per station) and by the client (one per connection attempt).
+
+    Use :meth:`call` to send a call and await its typed result; :attr:`identity` names the station.
+    """
+
+    __slots__ = (
+        "_close_request",
+        "_closed",
+        "_conn",
+        "_nursery",
+        "_ping_sent",
+        "_router",
+        "_timer_deadline",
+        "_timer_scope",
+        "_waiters",
+        "_ws",
+        "close_timeout",
+        "identity",
+        "on_boot_state",
+        "ping_interval",
+        "pong_timeout",
+    )
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        connection: Connection,
+        identity: str,
+        router: Router,
+        *,
+        ping_interval: float | None = 60.0,
+        pong_timeout: float = 30.0,
+        close_timeout: float = 5.0,
+    ) -> None:
+        self._ws = ws
+        self._conn = connection
+        self._router = router
+        #: The station identity (from the URL path, §J3.1.1).
+        self.identity = identity
+        #: Seconds of silence from the peer before we ping it (``None`` or 0: never).  Settable
+        #: at any time (``websocketPingInterval``, §J6); takes effect at the next timer wake-up.
+        self.ping_interval = ping_interval
+        #: Seconds to wait for a pong (or any byte) after a ping before declaring the peer dead.
+        self.pong_timeout = pong_timeout
+        #: Bound on the closing handshake.
+        self.close_timeout = close_timeout
+        #: Called (synchronously, in the reader) with every :class:`os3p_core.BootStateChanged`.
+        self.on_boot_state: Callable[[Session, BootStateChanged], None] | None = None
+        self._waiters: dict[str, _Waiter] = {}
+        self._nursery: trio.Nursery | None = None
+        self._timer_scope: trio.CancelScope | None = None
+        self._timer_deadline = math.inf
+        self._ping_sent: float | None = None
+        self._close_request: tuple[int, str] | None = None
+        self._closed = trio.Event()
+
+    # --- public ----------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Connection:
+        """The sans-IO core of this connection (boot state, statistics, ...)."""
+        return self._conn
+
+    @property
+    def websocket(self) -> WebSocket:
+        """The transport under this session."""
+        return self._ws
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The negotiated WebSocket subprotocol (§J3.1.2)."""
+        return self._ws.subprotocol
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the session has ended."""
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the session has ended (closing handshake done)."""
+        await self._closed.wait()
+
+    async def call(self, request: Any, *, timeout: float | None = None) -> Any:
+        """Send a typed request (``os3p_core.payloads.<Action>Request``) and return the typed response.
+
+        ``timeout`` overrides the connection's call timeout for this call (PROTOCOL-DECISIONS §4);
+        the call may first wait in the core's FIFO queue behind calls in flight.  Raises
+        :class:`CallErrorReceived`, :class:`CallTimeout`, :class:`InvalidResult` or
+        :class:`ConnectionClosed` (all :class:`CallFailure`), or :class:`os3p_core.LocalProtocolError`
+        when the core refuses to send (invalid payload, boot gating, queue full): nothing was sent.
+        """
+        result = await self._call(Call.of(request, timeout))
+        return result.response()
+
+    async def call_payload(
+        self, action: Action | str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Like :meth:`call` with a plain dict payload; returns the response payload dict."""
+        result = await self._call(Call(action, payload, timeout))
+        return result.payload
+
+    def request_close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Ask the session to close with ``code``/``reason``; returns at once (see :meth:`wait_closed`)."""
+        if self._close_request is None:
+            self._close_request = (code, reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``async_fn(*args)`` in this connection's nursery: it is cancelled when the connection
+        ends, and its exception closes only this connection (1011).  For work a handler must do
+        after its answer is sent, e.g. the message a TriggerMessage asked for (§M4.1)."""
+        if self._nursery is None:
+            raise ConnectionClosed(CLOSE_NORMAL, "session not running")
+        self._nursery.start_soon(async_fn, *args)
+
+    # --- running ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        on_start: Callable[[Session], Awaitable[Any]] | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the connection until it closes; ``on_start(session)`` runs alongside, in the nursery.
+
+        Never raises for a connection failure (it is logged and the connection closed with 1011);
+        cancellation (server shutdown) closes with 1001.
+        """
+        code, reason = CLOSE_GOING_AWAY, "going away"
+        peer_closed = False
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._timer)
+                if on_start is not None:
+                    nursery.start_soon(self._run_on_start, on_start)
+                task_status.started()
+                # Outgoing calls queued before run() (none usually) go out now.
+                await self._flush()
+                peer_closed = await self._reader()
+                nursery.cancel_scope.cancel()
+            if self._close_request is not None:
+                code, reason = self._close_request
+            else:
+                code, reason = CLOSE_NORMAL, ""
+        except Exception:
+            logger.exception("os3p connection %r failed; closing it with 1011", self.identity)
+            code, reason = CLOSE_INTERNAL_ERROR, "internal error"
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                self._lost()
+                if peer_closed or (self._ws.closed is not None and self._ws.closed.code == 1006):
+                    await self._ws.aclose(timeout=0)
+                else:
+                    await self._ws.aclose(code, reason, timeout=self.close_timeout)
+                self._closed.set()
+
+    async def _run_on_start(self, on_start: Callable[[Session], Awaitable[Any]]) -> None:
+        # A ConnectionClosed: the connection ended under it, not a failure of the application.
+        with contextlib.suppress(ConnectionClosed):
+            await on_start(self)
+
+    async def _reader(self) -> bool:
+        ws = self._ws
+        conn = self._conn
+        while True:
+            try:
+                texts = await ws.receive_messages()
+            except ConnectionClosed:
+                return True
+            now = trio.current_time()
+            for text in texts:
+                conn.receive_message(text, now)
+                self._dispatch()
+            self._update_timer()
+            try:
+                await ws.flush(conn.messages_to_send)
+            except ConnectionClosed:
+                return True
+            if self._close_request is not None:
+                return False
+
+    async def _timer(self) -> None:
+        # A ConnectionClosed here: the reader sees the close too and ends the session.
+        with contextlib.suppress(ConnectionClosed):
+            await self._timer_loop()
+
+    async def _timer_loop(self) -> None:
+        conn = self._conn
+        while True:
+            with trio.CancelScope() as scope:
+                self._timer_scope = scope
+                self._timer_deadline = -math.inf
+                self._update_timer()
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = trio.current_time()
+            deadline = conn.next_deadline()
+            if deadline is not None and deadline <= now:
+                conn.handle_timeout(now)
+                self._dispatch()
+            await self._keepalive(now)
+            await self._flush()
+
+    def _keepalive_due(self) -> float:
+        interval = self.ping_interval
+        if self._ping_sent is not None:
+            return self._ping_sent + self.pong_timeout
+        if not interval:
+            return math.inf
+        return self._ws.last_receive + interval
+
+    async def _keepalive(self, now: float) -> None:
+        ws = self._ws
+        if self._ping_sent is not None:
+            if ws.last_receive >= self._ping_sent:
+                self._ping_sent = None  # the pong (or any traffic) arrived
+            elif now >= self._ping_sent + self.pong_timeout:
+                logger.info(
+                    "os3p connection %r: no pong in %.0f s, dead peer", self.identity, self.pong_timeout
+                )
+                # Closing the stream wakes the reader with a 1006 close; no closing handshake
+                # with a peer that does not answer.
+                await ws.abort()
+                raise ConnectionClosed(1006, "pong timeout")
+            return
+        interval = self.ping_interval
+        if interval and now - ws.last_receive >= interval:
+            self._ping_sent = now
+            await ws.ping()
+
+    def _update_timer(self) -> None:
+        scope = self._timer_scope
+        if scope is None:
+            return
+        deadline = self._conn.next_deadline()
+        wake = self._keepalive_due()
+        if deadline is not None and deadline < wake:
+            wake = deadline
+        if wake != self._timer_deadline:
+            self._timer_deadline = wake
+            scope.deadline = wake
+
+    async def _flush(self) -> None:
+        await self._ws.flush(self._conn.messages_to_send)
+        self._update_timer()
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        conn = self._conn
+        while (event := conn.next_event()) is not None:
+            kind = type(event)
+            if kind is CallReceived:
+                self._start_handler(cast(CallReceived, event))
+            elif kind is ResultReceived:
+                self._resolve(cast(ResultReceived, event).unique_id, event)
+            elif kind is ErrorReceived:
+                err = cast(ErrorReceived, event)
+                self._resolve(
+                    err.unique_id,
+                    CallErrorReceived(err.action.value, err.code_text, err.description, err.details),
+                )
+            elif kind is CallTimedOut:
+                tmo = cast(CallTimedOut, event)
+                self._resolve(tmo.unique_id, CallTimeout(f"{tmo.action.value}: no answer in time"))
+            elif kind is CallFailed:
+                failed = cast(CallFailed, event)
+                if failed.reason is _FailureReason.INVALID_RESPONSE:
+                    exc: Exception = InvalidResult(f"{failed.action.value}: {failed.error.description}")
+                else:
+                    closed = self._ws.closed
+                    exc = closed if closed is not None else ConnectionClosed(1006, "connection lost")
+                self._resolve(failed.unique_id, exc)
+            elif kind is BootStateChanged:
+                change = cast(BootStateChanged, event)
+                if self.on_boot_state is not None:
+                    self.on_boot_state(self, change)
+                # §M3.1 / PROTOCOL-DECISIONS §5: "Rejected: send the CALLRESULT, then close the
+                # connection."  The reader writes the outbox first, then sees the request.
+                if change.close_connection and self._close_request is None:
+                    self._close_request = (CLOSE_NORMAL, "boot rejected")
+
+    def _resolve(self, unique_id: str, outcome: Any) -> None:
+        waiter = self._waiters.pop(unique_id, None)
+        if waiter is not None:  # None: the caller was cancelled and left
+            waiter.outcome = outcome
+            waiter.event.set()
+
+    async def _call(self, call: Call) -> ResultReceived:
+        if self._closed.is_set() or self._ws.closed is not None:
+            closed = self._ws.closed
+            raise closed if closed is not None else ConnectionClosed(CLOSE_NORMAL, "session closed")
+        unique_id = self._conn.send(call, trio.current_time())
+        waiter = _Waiter()
+        self._waiters[unique_id] = waiter
+        try:
+            self._dispatch()
+            await self._flush()
+            await waiter.event.wait()
+        finally:
+            self._waiters.pop(unique_id, None)
+        outcome = waiter.outcome
+        if isinstance(outcome, Exception):
+            raise outcome
+        return cast(ResultReceived, outcome)
+
+    def _start_handler(self, event: CallReceived) -> None:
+        entry = self._router.get(event.action)
+        if entry is None:
+            # PROTOCOL-DECISIONS §3: "known action, no handler registered → NotImplemented" (§M4.2).
+            self._answer(
+                event, event.error(ErrorCode.NOT_IMPLEMENTED, f"{event.action.value} is not implemented")
+            )
+            return
+        handler, is_async = entry
+        if is_async:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._run_async_handler, handler, event)
+            return
+        try:
+            request = event.request()
+            response = handler(self, request)
+        except ProtocolError as exc:
+            self._answer(event, event.error(exc.code, exc.description[:255], exc.details))
+        except Exception:
+            logger.exception("os3p handler for %s from %r failed", event.action.value, self.identity)
+            self._answer(event, event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT))
+        else:
+            self._answer(event, event.result(response))
+
+    async def _run_async_handler(self, handler: Handler, event: CallReceived) -> None:
+        try:
+            request = event.request()
+            response = await cast(Callable[[Session, Any], Awaitable[Any]], handler)(self, request)
+        except ProtocolError as exc:
+            self._answer(event, event.error(exc.code, exc.description[:255], exc.details))
+        except Exception:
+            logger.exception("os3p handler for %s from %r failed", event.action.value, self.identity)
+            self._answer(event, event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT))
+        else:
+            self._answer(event, event.result(response))
+        with contextlib.suppress(ConnectionClosed):
+            await self._flush()
+
+    def _answer(self, event: CallReceived, reply: Any) -> None:
+        try:
+            self._conn.send(reply, trio.current_time())
+        except LocalProtocolError as exc:
+            # The handler's answer broke the response schema (or similar): the caller still gets
+            # exactly one answer, a generic InternalError; the details go to the log only.
+            logger.error(
+                "os3p handler for %s from %r gave an invalid answer: %s",
+                event.action.value,
+                self.identity,
+                exc,
+            )
+            try:
+                self._conn.send(
+                    event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT), trio.current_time()
+                )
+            except LocalProtocolError:
+                return  # the connection is gone (the call was abandoned): nothing to answer
+        self._dispatch()
+
+    def _lost(self) -> None:
+        try:
+            self._conn.connection_lost()
+            self._dispatch()
+        except Exception:
+            logger.exception("os3p connection %r: error while failing outstanding calls", self.identity)
+        for unique_id in list(self._waiters):
+            self._resolve(unique_id, self._ws.closed or ConnectionClosed(1006, "connection lost"))

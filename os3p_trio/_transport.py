@@ -1,0 +1,535 @@
+"""A thin WebSocket transport: wsproto over a trio stream, no tasks of its own.
+
+Why not trio-websocket: it starts a reader task and a memory channel per connection, costs about
+11 KiB and dozens of Python objects more per idle connection, hands every message through a
+channel (a task switch each), and its ``serve_websocket`` lets one handler's exception crash the
+server (0.12.2).  Measured in ``benchmarks/transport_bench.py`` (``benchmarks/RESULTS.md``,
+"Transports").
+
+The shape is chosen for the server hot path:
+
+- :meth:`WebSocket.receive_messages` reads one large chunk and returns *every* complete text
+  message in it, so a burst of N calls costs one read, one wake-up and one batch of work;
+- :meth:`WebSocket.send_messages` encodes a whole batch and writes it with one ``send_all``
+  under the one write lock (answers to pings ride along), so replies are batched too;
+- the transport owns no task: the caller's reader loop drives it, and the only per-connection
+  objects are the stream, the wsproto ``Connection`` and a lock.
+
+The opening handshake (both roles) uses wsproto's ``H11Handshake``; once upgraded we keep only
+the small frame-level ``wsproto.connection.Connection`` and drop h11's buffers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+
+import trio
+from wsproto.connection import Connection as WsConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
+
+from ._errors import ConnectionClosed, HandshakeFailed
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_RECEIVE_CHUNK",
+    "PendingUpgrade",
+    "WebSocket",
+    "client_handshake",
+    "server_handshake",
+]
+
+#: PROTOCOL-DECISIONS §1: "Default limit 256 KiB of text per message ... Over it: close 1009".
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024
+
+#: One read takes up to this many bytes: large enough to swallow a burst of calls at once.
+DEFAULT_RECEIVE_CHUNK = 65536
+
+#: An upgrade request (headers included) larger than this is refused (431); h11's own default.
+MAX_REQUEST_HEAD = 16 * 1024
+
+# RFC 6455 §7.4.1 close codes used here.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_ABNORMAL = 1006
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class WebSocket:
+    """An open WebSocket connection over a trio stream (either role).
+
+    Not a task and not thread-safe: one task reads (:meth:`receive_messages`), any task may
+    write (:meth:`send_messages`, :meth:`ping`); writes are serialised by one lock so frames
+    never interleave.  :meth:`aclose` runs the closing handshake, bounded in time.
+    """
+
+    __slots__ = (
+        "_awaiting_pong",
+        "_chunk",
+        "_close_code",
+        "_close_reason",
+        "_max_size",
+        "_partial",
+        "_partial_size",
+        "_pending",
+        "_stream",
+        "_write_lock",
+        "_ws",
+        "last_receive",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        ws: WsConnection,
+        subprotocol: str | None,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+    ) -> None:
+        self._stream = stream
+        self._ws = ws
+        self._write_lock = trio.StrictFIFOLock()
+        self._max_size = max_message_size
+        self._chunk = receive_chunk
+        self._partial: list[str] | None = None
+        self._partial_size = 0
+        # Control-frame answers (pongs, the close reply) waiting for the next write.
+        self._pending = b""
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._awaiting_pong = False
+        #: The negotiated subprotocol (``None`` only while closing a no-match handshake).
+        self.subprotocol = subprotocol
+        #: ``trio.current_time()`` of the last bytes received: any traffic proves the peer alive.
+        self.last_receive = trio.current_time()
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The underlying trio stream (a ``SocketStream`` or ``SSLStream``)."""
+        return self._stream
+
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        """``None`` while open; otherwise the :class:`ConnectionClosed` describing the close."""
+        if self._close_code is None:
+            return None
+        return ConnectionClosed(self._close_code, self._close_reason)
+
+    def _has_closed(self) -> bool:
+        return self._close_code is not None
+
+    def _record_close(self, code: int, reason: str) -> None:
+        if self._close_code is None:
+            self._close_code = code
+            self._close_reason = reason
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def receive_messages(self) -> list[str]:
+        """Wait for data and return every complete text message it finished (at least one).
+
+        Raises :class:`ConnectionClosed` when the peer closes (its code), the TCP connection
+        drops (1006), or a limit is broken (we close with 1009 for a message over the size
+        limit, 1003 for a binary message: OS³P is UTF-8 JSON text, §J4; 1002/1007 for frames
+        wsproto cannot parse).
+        """
+        if self._close_code is not None:
+            raise ConnectionClosed(self._close_code, self._close_reason)
+        ws = self._ws
+        while True:
+            try:
+                data = await self._stream.receive_some(self._chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
+                raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+            if not data:
+                self._record_close(CLOSE_ABNORMAL, "TCP connection closed without a close frame")
+                raise ConnectionClosed(CLOSE_ABNORMAL, "")
+            self.last_receive = trio.current_time()
+            self._awaiting_pong = False
+            ws.receive_data(bytes(data))
+            out: list[str] = []
+            closing: tuple[int, str] | None = None
+            for event in ws.events():
+                kind = type(event)
+                if kind is TextMessage:
+                    assert isinstance(event, TextMessage)
+                    text = event.data
+                    if event.message_finished and self._partial is None:
+                        # The hot path: a whole message in one event.  Characters <= UTF-8 bytes
+                        # <= 4 * characters, so encode only in the ambiguous band.
+                        n = len(text)
+                        if n > self._max_size or (
+                            n * 4 > self._max_size and len(text.encode("utf-8")) > self._max_size
+                        ):
+                            closing = (CLOSE_TOO_BIG, "message too big")
+                            break
+                        out.append(text)
+                        continue
+                    closing = self._add_fragment(text, event.message_finished, out)
+                    if closing is not None:
+                        break
+                elif kind is Ping:
+                    assert isinstance(event, Ping)
+                    self._pending += ws.send(event.response())
+                elif kind is Pong:
+                    pass  # any received bytes already count as liveness (last_receive)
+                elif kind is CloseConnection:
+                    assert isinstance(event, CloseConnection)
+                    # RFC 6455 §5.5.1: answer a close with a close (wsproto echoes the code).
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._pending += ws.send(event.response())
+                    self._record_close(int(event.code), event.reason or "")
+                    break
+                elif kind is BytesMessage:
+                    closing = (CLOSE_UNSUPPORTED_DATA, "binary messages are not OS3P")
+                    break
+            if closing is not None:
+                await self._local_close(*closing)
+                raise ConnectionClosed(*closing)
+            if self._pending:
+                await self._write(b"")
+            if self._has_closed():
+                # Messages that arrived before the close frame still count (nothing lost), but
+                # the caller learns of the close on its next call.
+                if out:
+                    return out
+                raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+            if out:
+                return out
+
+    def _add_fragment(self, text: str, finished: bool, out: list[str]) -> tuple[int, str] | None:
+        size = self._partial_size + len(text.encode("utf-8"))
+        if size > self._max_size:
+            self._partial = None
+            self._partial_size = 0
+            return (CLOSE_TOO_BIG, "message too big")
+        if self._partial is None:
+            self._partial = []
+        self._partial.append(text)
+        self._partial_size = size
+        if finished:
+            out.append("".join(self._partial))
+            self._partial = None
+            self._partial_size = 0
+        return None
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            if self._pending:
+                data = self._pending + data
+                self._pending = b""
+            if data:
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
+            raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+        finally:
+            lock.release()
+
+    async def send_messages(self, texts: Sequence[str]) -> None:
+        """Send text messages in order with one write."""
+        if not texts:
+            return
+        if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+        send = self._ws.send
+        await self._write(b"".join([send(TextMessage(data=t)) for t in texts]))
+
+    async def flush(self, produce: Callable[[], list[str]]) -> None:
+        """Send what ``produce()`` returns, calling it only while holding the write lock.
+
+        Taking the messages under the lock keeps their order when several tasks flush one
+        outbox (``Connection.messages_to_send``): whoever holds the lock sends everything that
+        is queued at that moment; later flushers find nothing and return at once.
+        """
+        lock = self._write_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            texts = produce()
+            if not texts and not self._pending:
+                return
+            if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
+                raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+            send = self._ws.send
+            data = self._pending + b"".join([send(TextMessage(data=t)) for t in texts])
+            self._pending = b""
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
+            raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+        finally:
+            lock.release()
+
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a WebSocket ping; :attr:`awaiting_pong` stays true until any bytes arrive."""
+        if self._ws.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+        self._awaiting_pong = True
+        await self._write(self._ws.send(Ping(payload=payload)))
+
+    @property
+    def awaiting_pong(self) -> bool:
+        """True after :meth:`ping` until the peer sends anything (a pong or other traffic)."""
+        return self._awaiting_pong
+
+    # --- closing ---------------------------------------------------------------------------
+
+    async def _local_close(self, code: int, reason: str) -> None:
+        self._record_close(code, reason)
+        if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            self._pending += self._ws.send(CloseConnection(code=code, reason=reason))
+        with contextlib.suppress(ConnectionClosed):
+            await self._write(b"")
+
+    async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "", *, timeout: float = 5.0) -> None:
+        """Close: send a close frame (unless one was sent), wait up to ``timeout`` seconds for the
+        peer's close frame, then close the stream.  Safe to call more than once, and from a
+        cancelled scope (it shields itself, bounded by ``timeout``).
+
+        Must not run while another task is inside :meth:`receive_messages`.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
+            try:
+                await self._local_close(code, reason)
+                # RFC 6455 §7.1.1: the server should close TCP only after the close handshake;
+                # wait for the peer's close frame (or EOF), bounded by the scope.
+                while self._ws.state is ConnectionState.LOCAL_CLOSING:
+                    data = await self._stream.receive_some(self._chunk)
+                    if not data:
+                        break
+                    self._ws.receive_data(bytes(data))
+                    for _ in self._ws.events():
+                        pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, WsRemoteProtocolError):
+                pass
+            finally:
+                await _aclose_stream(self._stream)
+
+    async def abort(self) -> None:
+        """Close the stream at once, without a closing handshake (dead peer: 1006)."""
+        self._record_close(CLOSE_ABNORMAL, "aborted")
+        await _aclose_stream(self._stream)
+
+
+async def _aclose_stream(stream: trio.abc.Stream) -> None:
+    # A dead TLS peer could stall a polite close_notify; force-close if needed.
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + 1.0
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.aclose()
+    if scope.cancelled_caught:
+        await trio.aclose_forcefully(stream)
+
+
+# --- server handshake ----------------------------------------------------------------------
+
+
+class PendingUpgrade:
+    """A received upgrade request, waiting for the server's decision.
+
+    Exactly one of :meth:`accept` or :meth:`reject` must follow.
+    """
+
+    __slots__ = ("_handshake", "_stream", "request")
+
+    def __init__(self, stream: trio.abc.Stream, handshake: H11Handshake, request: Request) -> None:
+        self._stream = stream
+        self._handshake = handshake
+        #: wsproto's parsed request: ``target``, ``subprotocols`` (client's preference order),
+        #: ``extra_headers`` (lower-cased names).
+        self.request = request
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of request header ``name`` (lower-case), or ``None``."""
+        for key, value in self.request.extra_headers:
+            if key == name:
+                return bytes(value)
+        return None
+
+    async def reject(self, status: int, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Answer with an HTTP error status (no body) and close the stream."""
+        try:
+            data = self._handshake.send(RejectConnection(status_code=status, headers=list(headers)))
+            with trio.move_on_after(5):
+                await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await _aclose_stream(self._stream)
+
+    async def accept(
+        self,
+        subprotocol: str | None,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+    ) -> WebSocket:
+        """Send ``101 Switching Protocols`` (with ``subprotocol`` if not ``None``).
+
+        No extensions are negotiated: §J5.2 advises against compression, and a deflate context
+        costs hundreds of KiB per connection.
+        """
+        data = self._handshake.send(AcceptConnection(subprotocol=subprotocol))
+        conn = self._handshake.connection
+        assert conn is not None
+        ws = WebSocket(
+            self._stream, conn, subprotocol, max_message_size=max_message_size, receive_chunk=receive_chunk
+        )
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+        return ws
+
+
+async def server_handshake(stream: trio.abc.Stream, *, receive_chunk: int = 4096) -> PendingUpgrade | None:
+    """Read an upgrade request from ``stream``.
+
+    Returns the :class:`PendingUpgrade`, or ``None`` after answering a malformed request (400,
+    426 or 431, with the stream closed) or when the client went away first.  The caller bounds
+    the time (PROTOCOL-DECISIONS §1: handshake timeout).
+    """
+    handshake = H11Handshake(ConnectionType.SERVER)
+    received = 0
+    while True:
+        try:
+            data = await stream.receive_some(receive_chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await _aclose_stream(stream)
+            return None
+        if not data:
+            await _aclose_stream(stream)
+            return None
+        received += len(data)
+        try:
+            handshake.receive_data(bytes(data))
+            for event in handshake.events():
+                if isinstance(event, Request):
+                    return PendingUpgrade(stream, handshake, event)
+        except WsRemoteProtocolError as exc:
+            hint = exc.event_hint
+            status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            headers = list(hint.headers) if isinstance(hint, RejectConnection) else []
+            await _reject_raw(stream, handshake, status, headers)
+            return None
+        if received > MAX_REQUEST_HEAD:
+            await _reject_raw(stream, handshake, 431, [])
+            return None
+
+
+async def _reject_raw(
+    stream: trio.abc.Stream, handshake: H11Handshake, status: int, headers: list[tuple[bytes, bytes]]
+) -> None:
+    try:
+        data = handshake.send(RejectConnection(status_code=status, headers=headers))
+    except Exception:  # h11 may refuse to answer a request it could not parse: write it by hand
+        data = f"HTTP/1.1 {status} Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
+    try:
+        with trio.move_on_after(5):
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        await _aclose_stream(stream)
+
+
+# --- client handshake ----------------------------------------------------------------------
+
+
+async def client_handshake(
+    stream: trio.abc.Stream,
+    *,
+    host: str,
+    target: str,
+    subprotocols: Sequence[str],
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+) -> WebSocket:
+    """Send the upgrade request and wait for the answer; the caller bounds the time.
+
+    Raises :class:`HandshakeFailed` with the HTTP status when the server refuses, or with
+    ``status=None`` when it upgrades without one of our subprotocols (§J3.2: it will close at
+    once, so we close first).  The stream is closed on failure.
+    """
+    handshake = H11Handshake(ConnectionType.CLIENT)
+    try:
+        await stream.send_all(
+            handshake.send(
+                Request(
+                    host=host,
+                    target=target,
+                    subprotocols=list(subprotocols),
+                    extra_headers=list(extra_headers),
+                )
+            )
+        )
+        received = 0
+        while True:
+            data = await stream.receive_some(4096)
+            if not data:
+                raise HandshakeFailed("server closed the connection during the handshake")
+            received += len(data)
+            handshake.receive_data(bytes(data))
+            for event in handshake.events():
+                if isinstance(event, AcceptConnection):
+                    conn = handshake.connection
+                    assert conn is not None
+                    ws = WebSocket(
+                        stream,
+                        conn,
+                        event.subprotocol,
+                        max_message_size=max_message_size,
+                        receive_chunk=receive_chunk,
+                    )
+                    if event.subprotocol is None:
+                        await ws.aclose(CLOSE_NORMAL, "no subprotocol", timeout=1.0)
+                        raise HandshakeFailed("server accepted none of our subprotocols (§J3.2)")
+                    return ws
+                if isinstance(event, RejectConnection):
+                    raise HandshakeFailed(
+                        f"server refused the upgrade: HTTP {event.status_code}", event.status_code
+                    )
+                if isinstance(event, RejectData):
+                    continue
+            if received > MAX_REQUEST_HEAD:
+                raise HandshakeFailed("handshake response too large")
+    except HandshakeFailed:
+        await _aclose_stream(stream)
+        raise
+    except (trio.BrokenResourceError, trio.ClosedResourceError, WsRemoteProtocolError) as exc:
+        await _aclose_stream(stream)
+        raise HandshakeFailed(f"handshake failed: {exc}") from exc
+    except BaseException:
+        await _aclose_stream(stream)
+        raise
