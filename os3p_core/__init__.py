@@ -17,6 +17,35 @@ from ._validation import validate_request, validate_response
 # --- end section ---
 
 # --- section: frames, events, state, config, connection ---
+# isort: split
+from ._config import Config
+from ._connection import Connection
+from ._events import (
+    BootStateChanged,
+    Call,
+    CallError,
+    CallFailed,
+    CallReceived,
+    CallResult,
+    CallTimedOut,
+    ErrorReceived,
+    Event,
+    FailureReason,
+    ResultReceived,
+)
+from ._frames import (
+    CallErrorFrame,
+    CallFrame,
+    CallResultFrame,
+    FormationViolation,
+    Frame,
+    IgnoredFrame,
+    IgnoreReason,
+    decode,
+    encode,
+)
+from ._state import BootState
+
 # --- end section ---
 
 # --- section: typed payloads and converter ---
@@ -68,6 +97,29 @@ __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "validate_response",
     # --- end section ---
     # --- section: frames, events, state, config, connection ---
+    "BootState",
+    "BootStateChanged",
+    "Call",
+    "CallError",
+    "CallErrorFrame",
+    "CallFailed",
+    "CallFrame",
+    "CallReceived",
+    "CallResult",
+    "CallResultFrame",
+    "CallTimedOut",
+    "Config",
+    "Connection",
+    "ErrorReceived",
+    "Event",
+    "FailureReason",
+    "FormationViolation",
+    "Frame",
+    "IgnoreReason",
+    "IgnoredFrame",
+    "ResultReceived",
+    "decode",
+    "encode",
     # --- end section ---
     # --- section: typed payloads and converter ---
     "PayloadConverter",
