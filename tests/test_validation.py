@@ -403,6 +403,25 @@ def _reference_validator(action: str, kind: str) -> jsonschema.Draft4Validator:
 
 
 _REFERENCE: dict[tuple[str, str], jsonschema.Draft4Validator] = {}
+_STOCK: dict[tuple[str, str], Any] = {}
+
+
+def _stock_outcome(action: str, kind: str, payload: Any) -> tuple[str, str] | None:
+    """(rule, path) from fastjsonschema's own, untuned code generator, or None if valid."""
+    import fastjsonschema
+
+    from os3p_core._validation import is_date_time
+
+    stock = _STOCK.get((action, kind))
+    if stock is None:
+        stock = _STOCK[(action, kind)] = fastjsonschema.compile(
+            load_schema(action, kind), formats={"date-time": is_date_time}, use_default=False
+        )
+    try:
+        stock(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return exc.rule or "", exc.name or ""
+    return None
 
 
 def _check(action: str, kind: str, payload: Any) -> None:
@@ -415,9 +434,18 @@ def _check(action: str, kind: str, payload: Any) -> None:
         _validate(action, kind, payload)
     except SchemaViolation as exc:
         violation = exc
+    stock = _stock_outcome(action, kind, payload)
     if violation is None:
         assert reference.is_valid(payload), "we accepted what jsonschema rejects"
+        assert stock is None, "we accepted what fastjsonschema's stock generator rejects"
         return
+    # The tuned generator fails on the same rule at the same place as the stock one.
+    assert stock is not None
+    assert stock[0] == violation.rule
+    if violation.rule in ("required", "additionalProperties"):  # ours points at the property itself
+        assert violation.path.startswith(stock[1] + ".")
+    else:
+        assert stock[1] == violation.path
     assert isinstance(violation.code, ErrorCode)
     assert violation.code in {TYPE, OCCURENCE, PROPERTY, FORMATION}
     assert violation.path.startswith("data")
@@ -448,6 +476,20 @@ def test_near_valid_payloads_only_raise_schema_violation(data: st.DataObject, pa
 def test_schema_shaped_payloads_validate(data: st.DataObject, pair: tuple[str, str]) -> None:
     payload = data.draw(_payloads(*pair, junk=False))
     _validate(*pair, payload)
+
+
+def test_tuned_generator_is_in_use() -> None:
+    # If a fastjsonschema upgrade changed its generator's internals, this fails loudly rather
+    # than the hot path quietly getting slower (or different).
+    from fastjsonschema.draft04 import CodeGeneratorDraft04
+
+    from os3p_core import _validation
+
+    generator = _validation._generator_class()
+    assert issubclass(generator, CodeGeneratorDraft04)
+    validate_request("MeterValues", {"meterValue": []})
+    compiled = _validation._request_validators["MeterValues"]
+    assert compiled.__defaults__[0] is _validation._FORMATS  # type: ignore[attr-defined]
 
 
 def test_non_finite_floats_are_type_violations() -> None:
