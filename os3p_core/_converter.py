@@ -24,12 +24,14 @@ Rules the hooks implement:
   configuration key, PROTOCOL-DECISIONS §6).  A wall time that does not exist or occurs twice
   resolves with ``fold=0`` (STREETLIGHT-SEMANTICS "Points in time").
 - PROTOCOL-DECISIONS §8 errata on input: SetStreetlightProfile's ``clearSchedule`` is an alias of
-  ``clearAllSchedules`` (both present and different → error); GetEffectiveStreetlightDaySchedule
+  ``clearAllSchedules`` (if both are present, ``clearAllSchedules`` wins); GetEffectiveStreetlightDaySchedule
   responses may carry a ``status``, which is dropped.
 - Strict primitives: a string field takes only a ``str``, an integer field an ``int`` (or an
   integral float, as JSON-schema ``integer`` allows), a boolean field only a ``bool``.  cattrs'
   defaults would quietly coerce ``"12"`` to ``12`` or ``"false"`` to ``True``.
-- Unknown keys are errors (the schemas say ``additionalProperties: false``).
+- Unknown keys are errors where the schema says ``additionalProperties: false``, i.e. everywhere
+  except inside ``meterValue`` / ``sampledValue`` items, ``configurationKey`` items and
+  ``streetlightProfiles`` items, whose annex schemas are open: there they are ignored.
 
 Typed structuring is a choice, not a tax: the connection validates and delivers plain dicts and
 never calls this module by itself.  Structuring assumes nothing about prior validation, though:
@@ -44,11 +46,12 @@ use.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -64,6 +67,7 @@ from .payloads._messages import (
     Payload,
     SetStreetlightProfileRequest,
 )
+from .payloads._values import ConfigurationKey, MeterValue, SampledValue, StreetlightProfile
 
 if TYPE_CHECKING:
     import cattrs
@@ -89,6 +93,11 @@ P = TypeVar("P")
 #: The station zone when nothing else is configured: the ``TimeZone`` key's default (PROTOCOL-DECISIONS §6).
 DEFAULT_TIME_ZONE: Final = "Europe/Amsterdam"
 
+#: The objects whose annex schema does not say ``additionalProperties: false`` (and neither does
+#: PROTOCOL-DECISIONS §8): unknown keys inside them are valid, so they are ignored (and dropped).
+#: Everywhere else an unknown key is an error, as it is for the validators.
+_OPEN_CLASSES: Final = frozenset({ConfigurationKey, MeterValue, SampledValue, StreetlightProfile})
+
 #: Longest errorDescription on the wire (PROTOCOL-DECISIONS §3).
 _MAX_DESCRIPTION: Final = 255
 
@@ -108,7 +117,8 @@ _DATE_TIME_RE: Final = re.compile(
 def parse_datetime(text: str, local_tz: tzinfo) -> datetime:
     """Parse an OS³P date-time into an aware ``datetime``.
 
-    No offset means local time of the station, ``local_tz`` (PROTOCOL-DECISIONS §8).  More than
+    No offset means local time of the station, ``local_tz`` (PROTOCOL-DECISIONS §8); the result
+    then has the fixed offset that ``local_tz`` had at that wall time.  More than
     six fractional digits are truncated to microseconds.  Raises ``ValueError`` for anything that
     is not an RFC 3339 date-time (offset optional) or not a real instant (``2015-02-30``, ``:60``).
     """
@@ -117,8 +127,18 @@ def parse_datetime(text: str, local_tz: tzinfo) -> datetime:
     # fromisoformat (C) wants upper-case "T"/"Z"; it accepts any number of fractional digits.
     value = datetime.fromisoformat(text if text.isupper() or not text[-1:].isalpha() else text.upper())
     if value.tzinfo is None:
-        value = value.replace(tzinfo=local_tz)  # fold=0: first occurrence / pre-gap offset
+        # fold=0: a repeated wall time is its first occurrence, a skipped one takes the offset in
+        # force before the gap (STREETLIGHT-SEMANTICS "Points in time").  The result carries that
+        # fixed offset rather than the zone itself: Python never finds a datetime in a DST fold
+        # equal to one in another zone (PEP 495), and a payload's value is an instant.
+        offset = value.replace(tzinfo=local_tz).utcoffset()
+        value = value.replace(tzinfo=_fixed_offset(offset) if offset else UTC)
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_offset(offset: timedelta) -> timezone:
+    return timezone(offset)
 
 
 def format_datetime(value: datetime) -> str:
@@ -173,10 +193,12 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
     )
 
     path = "data"
+    container = path  # the path of the object whose attribute failed
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
         for note in getattr(exc, "__notes__", ()):
             if isinstance(note, AttributeValidationNote):
+                container = path
                 path += f".{wire_name(note.name)}"
             elif isinstance(note, IterableValidationNote):
                 path += f"[{note.index}]"
@@ -192,8 +214,10 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
     elif isinstance(exc, _HookError):
         rule, what = exc.rule, str(exc)
     elif isinstance(exc, TypeError | AttributeError):
-        # e.g. a list where an object belongs: the generated code fails to index it.
-        rule, what = "type", "expected an object"
+        # Our hooks raise _HookError for wrong types; a bare TypeError comes from the generated
+        # code indexing something that is not an object (o["timestamp"] on a string), so the
+        # culprit is the object, not the attribute being read.
+        rule, what, path = "type", "expected an object", container
     else:
         rule, what = "format", str(exc) or type(exc).__name__
 
@@ -374,7 +398,9 @@ class PayloadConverter:
             return {a.name: override(rename=wire_name(a.name)) for a in attrs.fields(cls)}
 
         def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
-            fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, conv, **renames(cls))
+            fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
+                cls, conv, _cattrs_forbid_extra_keys=cls not in _OPEN_CLASSES, **renames(cls)
+            )
             if cls is SetStreetlightProfileRequest:
                 return _with_clear_schedule_alias(fn)
             if cls is GetEffectiveStreetlightDayScheduleResponse:
@@ -444,16 +470,8 @@ def _with_clear_schedule_alias(fn: Callable[[Any, Any], Any]) -> Callable[[Any, 
         if "clearSchedule" in payload:
             payload = dict(payload)
             alias = payload.pop("clearSchedule")
-            if "clearAllSchedules" not in payload:
-                payload["clearAllSchedules"] = alias
-            elif payload["clearAllSchedules"] != alias:
-                # Erasing (or not) a contactor's profiles is too consequential to guess.
-                raise PayloadValueError(
-                    "SetStreetlightProfileRequest.clear_all_schedules: clearSchedule (an alias) "
-                    "contradicts clearAllSchedules",
-                    rule="enum",
-                    field="clearSchedule",
-                )
+            # Both present: the normative name wins (the schema accepts both, so must we).
+            payload.setdefault("clearAllSchedules", alias)
         return fn(payload, cls)
 
     return structure
