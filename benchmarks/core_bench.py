@@ -2,7 +2,7 @@
 
 Run from the repository root (the figures in ``benchmarks/RESULTS.md`` come from the full run)::
 
-    python benchmarks/core_bench.py            # full run, ~1 minute on 2 cores
+    python benchmarks/core_bench.py            # full run, ~30 s
     python benchmarks/core_bench.py --quick    # tiny sizes: a CI smoke test (~2 s), figures not meaningful
 
 Three messages, each a CALL as it arrives off the WebSocket:
@@ -146,9 +146,10 @@ def _call_text(action: str, payload: dict[str, Any]) -> str:
 # --- timing ------------------------------------------------------------------------------------------
 
 
-def _best_us(loop: Callable[[int], float], number: int, repeat: int) -> float:
-    """Best (lowest) µs per operation over ``repeat`` runs of ``number`` operations."""
-    loop(max(1, number // 10))  # warm up (compiles, caches)
+def _best_us(loop: Callable[[int], float], seconds: float, repeat: int) -> float:
+    """Best (lowest) µs per operation over ``repeat`` runs of about ``seconds`` each."""
+    estimate = loop(10) / 10  # also the warm-up (compiles, caches)
+    number = max(10, int(seconds / max(estimate, 1e-9)))
     times = []
     for _ in range(repeat):
         gc.collect()
@@ -313,14 +314,15 @@ def compile_times_ms() -> tuple[float, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a CI smoke test")
-    parser.add_argument("--number", type=int, default=None, help="operations per repeat (default 20000)")
-    parser.add_argument("--repeat", type=int, default=None, help="repeats, best taken (default 7)")
+    parser.add_argument("--seconds", type=float, default=None, help="time per repeat (default 0.2)")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats, best taken (default 5)")
     args = parser.parse_args(argv)
-    number = args.number or (200 if args.quick else 20_000)
-    repeat = args.repeat or (2 if args.quick else 7)
+    seconds = args.seconds or (0.005 if args.quick else 0.2)
+    repeat = args.repeat or (2 if args.quick else 5)
 
     print(f"os3p core_bench  python {platform.python_version()}  {platform.machine()}  cpus={os.cpu_count()}")
-    print(f"number={number} repeat={repeat}{'  (--quick: figures not meaningful)' if args.quick else ''}")
+    note = "  (--quick: figures not meaningful)" if args.quick else ""
+    print(f"best of {repeat} repeats of ~{seconds} s each{note}")
 
     fjs_ms, compile_ms = compile_times_ms()  # first: nothing has validated yet
     imp_min, imp_med = import_time_ms(2 if args.quick else 7)
@@ -353,9 +355,8 @@ def main(argv: list[str] | None = None) -> int:
              _ocpp_decode_validate_structure(text)),
         ]  # fmt: skip
         for stage, ours, theirs in measured:
-            # ocpp's path is 10-60x slower: a tenth of the operations gives it the same wall time.
-            ours_us = _best_us(ours, number, repeat)
-            ocpp_us = _best_us(theirs, max(1, number // 10), repeat)
+            ours_us = _best_us(ours, seconds, repeat)
+            ocpp_us = _best_us(theirs, seconds, repeat)
             rows.append((label, stage, ours_us, ocpp_us))
 
     print()

@@ -18,13 +18,14 @@ Where they are found:
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import json
-from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._actions import Action
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = ["SCHEMA_KINDS", "SchemaKind", "load_schema", "schema_directory", "schema_file_name"]
 
@@ -43,6 +44,9 @@ _KIND_ALIASES: dict[str, SchemaKind] = {
 @functools.cache
 def schema_directory() -> Traversable:
     """The directory the schemas are read from (installed package first, then the checkout)."""
+    # Imported here: importlib.resources costs ~10 ms at import, and only validation needs it.
+    import importlib.resources
+
     packaged = importlib.resources.files("os3p_core").joinpath("schemas")
     if packaged.is_dir():
         return packaged
