@@ -27,6 +27,15 @@ from ._meters import (
 from ._meters import advance as advance_meters
 from ._meters import sample as sample_meters
 from ._outbox import RETRY_LATER_CODES, Backoff, Disposition, classify_error
+from ._station import (
+    DURABLE_ACTIONS,
+    Output,
+    Station,
+    StationConfig,
+    boot_fields_for,
+    log_text,
+    meter_history_csv,
+)
 from ._store import Change, OutboxEntry, SQLiteStore, StationStore
 from ._transfers import (
     FIRMWARE_MAGIC,
@@ -42,6 +51,7 @@ from ._transfers import (
 
 __all__ = [
     "CONTACTOR_IDS",
+    "DURABLE_ACTIONS",
     "FIRMWARE_MAGIC",
     "RETRY_LATER_CODES",
     "Alarm",
@@ -64,20 +74,26 @@ __all__ = [
     "MeterState",
     "Mode",
     "OutboxEntry",
+    "Output",
     "OverrideAction",
     "OverrideStatus",
     "Reboot",
     "SQLiteStore",
     "SampledValue",
+    "Station",
+    "StationConfig",
     "StationStore",
     "StreetlightEvent",
     "TransferConfig",
     "Upload",
     "Uploads",
     "advance_meters",
+    "boot_fields_for",
     "classify_error",
     "initial_meter_state",
     "load_fraction",
+    "log_text",
+    "meter_history_csv",
     "parse_firmware_image",
     "sample_meters",
 ]
