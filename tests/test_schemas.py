@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from jsonschema import Draft4Validator
 
-from os3p_core import Action, ErrorCode, SchemaViolation, load_schema, validate_request, validate_response
+from os3p_core import (
+    Action,
+    ErrorCode,
+    ProfileStore,
+    SchemaViolation,
+    load_schema,
+    validate_request,
+    validate_response,
+)
 
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -474,9 +482,13 @@ def test_errata_clear_single_profile_example_is_schema_valid() -> None:
     # §8: profileId together with stackLevel is mutually exclusive per the text, so the station
     # answers Rejected (a CALLRESULT, not a CALLERROR): the schema must let it through to the
     # application, which decides (STREETLIGHT-SEMANTICS "Installing and clearing profiles").
-    validate_request("ClearSingleStreetlightProfile", {"profileId": 2, "contactorId": 1, "stackLevel": 3})
-    validate_response("ClearSingleStreetlightProfile", {"status": "Rejected"})
+    example = {"profileId": 2, "contactorId": 1, "stackLevel": 3}
+    validate_request("ClearSingleStreetlightProfile", example)
     assert "oneOf" not in json.dumps(load_schema("ClearSingleStreetlightProfile", "Request"))
+    # ...and the station's profile store (issue 4) answers it Rejected, a valid response.
+    result = ProfileStore().clear_streetlight_profile(example)
+    assert result.status == "Rejected"
+    validate_response("ClearSingleStreetlightProfile", result.to_payload())
 
 
 def test_errata_trigger_message_connector_id() -> None:
