@@ -1,0 +1,290 @@
+"""Wiring the Central System onto the ``os3p_trio`` server: the store as the station registry, the handlers
+as a :class:`~os3p_trio.Router`, the live sessions as the operator API's :class:`~._service.LiveStations`, and
+the operator API beside it in the same trio process.
+
+:func:`open_central_service` is the whole service as an async context manager (it owns its nursery: store
+writer, WebSocket server, HTTP server); ``os3p-central serve`` is :func:`run_serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from os3p_core import Action, LocalProtocolError, Role, unstructure
+from os3p_trio._server import (
+    CentralSystemServer,
+    ServerConfig,
+    open_central_system,
+)
+from os3p_trio._server import (
+    StationRecord as RegistryRecord,
+)
+from os3p_trio._session import Router, Session
+
+from ._api import FileArea, create_api, serve_api
+from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
+from ._sqlite import StoreConfig, open_sqlite_store
+from ._store import Store
+
+__all__ = ["CentralService", "StoreRegistry", "build_router", "open_central_service", "run_serve"]
+
+logger = logging.getLogger("os3p_trio.central")
+
+
+class StoreRegistry:
+    """The ``os3p_trio`` station registry backed by the store: unknown → ``None`` (404, or 401 with auth)
+    unless open registration registers it; the key hash and the remembered acceptance come from the store."""
+
+    def __init__(self, central: CentralSystem) -> None:
+        self.central = central
+
+    async def lookup(self, identity: str) -> RegistryRecord | None:
+        """The registry record of ``identity`` (see :meth:`CentralSystem.admit`)."""
+        record = await self.central.admit(identity)
+        if record is None:
+            return None
+        key_hash = bytes.fromhex(record.password_hash) if record.password_hash is not None else None
+        # PROTOCOL-DECISIONS §5 (b): a station whose last BootNotification was Accepted, on an earlier
+        # connection or before a restart of this service, is served without a new BootNotification.
+        return RegistryRecord(identity, key_hash=key_hash, previously_accepted=record.accepted)
+
+    async def remember_boot(self, identity: str, accepted: bool) -> None:
+        """Nothing to do: the BootNotification handler stored the answer (and with it the acceptance)
+        *before* the answer was sent, so it is already durable when the server reports it here."""
+
+
+class _SessionLink:
+    """A live session as the operator side needs it (:class:`~._service.StationLink`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.session.call_payload(action, payload)
+        except LocalProtocolError as exc:
+            # The core refused to send (e.g. its queue of outgoing calls is full): nothing was sent.
+            raise NotConnected(f"{self.session.identity}: cannot send now: {exc}") from exc
+
+
+class _LiveSessions:
+    def __init__(self, server: CentralSystemServer) -> None:
+        self.server = server
+
+    def get(self, identity: str) -> StationLink | None:
+        session = self.server.get(identity)
+        return None if session is None or session.is_closed else _SessionLink(session)
+
+
+def build_router(central: CentralSystem) -> Router:
+    """A router with a handler for each of the 8 station-initiated actions (annex §6): store, then answer."""
+    router = Router()
+    for action in Action:
+        if action.sender is Role.SUBSTATION:
+            router.add(action, _handler(central, action))
+    return router
+
+
+def _handler(central: CentralSystem, action: Action) -> Callable[[Session, Any], Awaitable[dict[str, Any]]]:
+    async def handle(session: Session, request: Any) -> dict[str, Any]:
+        # The session hands us the typed request; the store takes wire dicts (its columns follow the schema).
+        payload = request if isinstance(request, dict) else unstructure(request)
+        return await central.handle(session.identity, action.value, payload)
+
+    handle.__name__ = f"handle_{action.value}"
+    return handle
+
+
+@attrs.define
+class CentralService:
+    """A running Central System: the WebSocket server, the operator API and the policy object."""
+
+    central: CentralSystem
+    server: CentralSystemServer
+    #: ``ws://host:port/OS3P`` (``wss://`` with TLS); a station connects to ``<ws_url>/<identity>``.
+    ws_url: str
+    #: ``http://host:port`` of the operator API (``https://`` with TLS).
+    api_url: str
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@asynccontextmanager
+async def open_central_service(
+    store: Store,
+    config: CentralConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_host: str = "127.0.0.1",
+    api_port: int = 0,
+    server_config: ServerConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    files: FileArea,
+    secret: bytes | None = None,
+) -> AsyncIterator[CentralService]:
+    """Run the Central System on ``store`` for the body of the ``async with``.
+
+    ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
+    ``wss://``; ``certfile``/``keyfile`` serve the API over https.  On exit every connection is closed (1001)
+    and queued store writes are committed.
+    """
+    central = CentralSystem(store, config, secret=secret)
+    # A crash may have left stations marked connected: nothing is connected before we listen.
+    await store.mark_all_disconnected(central.clock())
+    server_config = server_config or ServerConfig()
+
+    async def on_connect(session: Session) -> None:
+        identity = session.identity
+        await central.connected(identity)
+        try:
+            await trio.sleep_forever()
+        finally:
+            # Replaced by a newer connection (PROTOCOL-DECISIONS §1)?  Then the station is still connected.
+            current = server.get(identity)
+            if current is None or current is session:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await central.disconnected(identity)
+                    except Exception:  # the station was removed meanwhile: nothing to record
+                        logger.info("central: could not record the disconnection of %r", identity)
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: _serve_ws(
+                central, port, host, server_config, ssl_context, on_connect, task_status=task_status
+            )
+        )
+        central.live = _LiveSessions(server)
+        api_url = await nursery.start(
+            lambda task_status: serve_api(
+                create_api(central, files),
+                host=api_host,
+                port=api_port,
+                certfile=certfile,
+                keyfile=keyfile,
+                task_status=task_status,
+            )
+        )
+        scheme = "wss" if ssl_context is not None else "ws"
+        endpoint = server_config.endpoints[0]
+        ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
+        try:
+            yield CentralService(central, server, ws_url, api_url)
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _serve_ws(
+    central: CentralSystem,
+    port: int,
+    host: str,
+    server_config: ServerConfig,
+    ssl_context: ssl.SSLContext | None,
+    on_connect: Callable[[Session], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[CentralSystemServer],
+) -> None:
+    async with open_central_system(
+        build_router(central),
+        port,
+        host=host,
+        registry=StoreRegistry(central),
+        config=server_config,
+        ssl_context=ssl_context,
+        on_connect=on_connect,
+    ) as server:
+        task_status.started(server)
+        await trio.sleep_forever()
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.certfile:
+        if args.client_ca:
+            raise ValueError("--client-ca needs --certfile and --keyfile (mutual TLS runs over TLS)")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    if args.client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(args.client_ca)
+    return context
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .cli import load_or_create_secret
+
+    if args.open_registration and args.auth == "basic":
+        print(
+            "os3p-central: --open-registration admits stations that have no password, so it needs "
+            "--auth none (with mutual TLS, --client-ca, if stations must still prove who they are)",
+            file=sys.stderr,
+        )
+        return 2
+    db = Path(args.db)
+    secret_path = Path(args.secret_file) if args.secret_file else Path(str(db) + ".secret")
+    secret = load_or_create_secret(secret_path)
+    files_dir = Path(args.files_dir) if args.files_dir else Path(str(db) + ".files")
+    files = FileArea(files_dir / "firmware", files_dir / "uploads")
+    ssl_context = _ssl_context(args)
+    config = CentralConfig(
+        open_registration=args.open_registration,
+        boot_status=args.boot_status,
+        heartbeat_interval=args.heartbeat_interval,
+        retry_interval=args.retry_interval,
+    )
+    server_config = ServerConfig(
+        endpoints=tuple(args.path or ["/OS3P"]),
+        auth_secret=secret if args.auth == "basic" else None,
+        require_client_certificate=bool(args.client_ca),
+    )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            open_sqlite_store(db, StoreConfig(synchronous=args.synchronous)) as store,
+            open_central_service(
+                store,
+                config,
+                host=args.host,
+                port=args.port,
+                api_host=args.api_host,
+                api_port=args.api_port,
+                server_config=server_config,
+                ssl_context=ssl_context,
+                certfile=args.certfile,
+                keyfile=args.keyfile,
+                files=files,
+                secret=secret,
+            ) as service,
+        ):
+            print(f"websocket {service.ws_url}", flush=True)
+            print(f"api {service.api_url}", flush=True)
+            async for signum in signals:
+                print(f"stopping ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+                break
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``os3p-central serve``: run until SIGINT or SIGTERM, then close every connection (1001), commit what is
+    queued, and exit 0."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return trio.run(_serve, args)
+    except (OSError, ValueError) as exc:
+        print(f"os3p-central: {exc}", file=sys.stderr)
+        return 2

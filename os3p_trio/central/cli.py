@@ -1,0 +1,309 @@
+"""``os3p-central``: run the Central System, manage its stations, and send operator calls.
+
+::
+
+    os3p-central serve [--host H] [--port P] [--path /OS3P] [--db PATH] [--open-registration]
+                       [--boot-status Accepted|Pending|Rejected] [--heartbeat-interval S] [--api-port Q]
+                       [--certfile F --keyfile F [--client-ca F]] [--secret-file F] ...
+    os3p-central stations add ID [--password-stdin] [--db PATH]
+    os3p-central stations list [--db PATH] [--json]
+    os3p-central stations show ID [--db PATH] [--json]
+    os3p-central call ID Action [PAYLOAD_JSON | @file] [--api URL]
+
+``stations`` work on the database directly (also while the service runs: SQLite WAL lets them, and writes wait
+for the service's write lock), so they also read a database a demo left behind.  ``call`` is the command-line
+face of ``POST /api/stations/{identity}/calls/{Action}`` and needs the service running.
+
+Exit status: 0 success; 1 the station answered a CALLERROR or the call failed; 2 usage error, unknown station,
+invalid payload, station not connected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from ._api import state_json, station_json
+from ._service import CentralConfig, CentralSystem
+from ._sqlite import StoreConfig, open_sqlite_store
+from ._store import BootStatus, StationExists
+
+__all__ = ["DEFAULT_API_PORT", "DEFAULT_DB", "DEFAULT_PORT", "load_or_create_secret", "main"]
+
+DEFAULT_DB = "os3p-central.sqlite"
+DEFAULT_PORT = 9220
+DEFAULT_API_PORT = 9221
+SECRET_BYTES = 32
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The server secret of the keyed password hash, kept in its own file (mode 0600) beside the database.
+
+    Kept apart from the database on purpose: a copy of the database alone cannot be used to check guesses.
+    Created with 32 random bytes the first time.
+    """
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        secret = secrets.token_bytes(SECRET_BYTES)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it meanwhile: use theirs
+            return load_or_create_secret(path)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret.hex() + "\n")
+        return secret
+    secret = bytes.fromhex(text)
+    if len(secret) < 16:
+        raise ValueError(f"{path}: the secret must be at least 16 bytes of hex")
+    return secret
+
+
+def _secret_path(args: argparse.Namespace) -> Path:
+    return Path(args.secret_file) if args.secret_file else Path(str(args.db) + ".secret")
+
+
+def _add_db_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default {DEFAULT_DB})")
+    parser.add_argument(
+        "--secret-file", default=None, help="server secret of the password hash (default: <db>.secret)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``os3p-central``."""
+    parser = argparse.ArgumentParser(prog="os3p-central", description="The OS³P Central System.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the Central System (WebSocket server and operator API)")
+    _add_db_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="WebSocket listen address (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--path", action="append", default=None, help="endpoint path, repeatable (default /OS3P)"
+    )
+    serve.add_argument(
+        "--open-registration", action="store_true", help="register unknown identities on first connection"
+    )
+    serve.add_argument(
+        "--boot-status",
+        choices=[s.value for s in BootStatus],
+        default=BootStatus.ACCEPTED.value,
+        help="BootNotification answer unless overridden per station (default Accepted)",
+    )
+    serve.add_argument("--heartbeat-interval", type=int, default=300, help="seconds (default 300)")
+    serve.add_argument(
+        "--retry-interval", type=int, default=60, help="interval of Pending/Rejected answers (default 60)"
+    )
+    serve.add_argument(
+        "--api-host", default="127.0.0.1", help="operator API listen address (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--api-port",
+        type=int,
+        default=DEFAULT_API_PORT,
+        help=f"operator API port (default {DEFAULT_API_PORT})",
+    )
+    serve.add_argument(
+        "--public-url", default=None, help="base URL stations use to reach the API (firmware, uploads)"
+    )
+    serve.add_argument("--files-dir", default=None, help="firmware and upload directory (default <db>.files)")
+    serve.add_argument("--certfile", default=None, help="TLS certificate (PEM): serve wss:// and https://")
+    serve.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
+    serve.add_argument(
+        "--client-ca",
+        default=None,
+        help="CA bundle for mutual TLS: stations must present a certificate naming them",
+    )
+    serve.add_argument(
+        "--auth",
+        choices=["basic", "none"],
+        default="basic",
+        help="basic: stations must send HTTP Basic auth with their password (default); none: no password",
+    )
+    serve.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        help="SQLite synchronous mode (FULL: survives power loss; NORMAL: survives a crash)",
+    )
+
+    stations = commands.add_parser("stations", help="manage registered stations")
+    station_commands = stations.add_subparsers(dest="stations_command", required=True)
+    add = station_commands.add_parser("add", help="register a station")
+    add.add_argument("identity")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the station's password (AuthorizationKey) from stdin",
+    )
+    _add_db_options(add)
+    listing = station_commands.add_parser("list", help="list stations and their state")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    _add_db_options(listing)
+    show = station_commands.add_parser("show", help="boot info, connection, last readings, contactor states")
+    show.add_argument("identity")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    _add_db_options(show)
+
+    call = commands.add_parser("call", help="send a Central-System-initiated call through the operator API")
+    call.add_argument("identity")
+    call.add_argument("action")
+    call.add_argument("payload", nargs="?", default="{}", help="JSON payload, or @FILE (default {})")
+    call.add_argument(
+        "--api",
+        default=f"http://127.0.0.1:{DEFAULT_API_PORT}",
+        help=f"operator API base URL (default http://127.0.0.1:{DEFAULT_API_PORT})",
+    )
+    call.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the answer (default 60)"
+    )
+    return parser
+
+
+# --- stations ---------------------------------------------------------------------------------------------
+
+
+async def _stations(args: argparse.Namespace) -> int:
+    if args.stations_command != "add" and not Path(args.db).exists():
+        print(f"os3p-central: no database at {args.db}", file=sys.stderr)
+        return 2
+    async with open_sqlite_store(args.db, StoreConfig()) as store:
+        if args.stations_command == "add":
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            secret = load_or_create_secret(_secret_path(args)) if password is not None else None
+            central = CentralSystem(store, CentralConfig(), secret=secret)
+            try:
+                record = await central.add_station(args.identity, password)
+            except StationExists:
+                print(f"os3p-central: station {args.identity!r} is already registered", file=sys.stderr)
+                return 2
+            except ValueError as exc:
+                print(f"os3p-central: {exc}", file=sys.stderr)
+                return 2
+            print(f"registered {record.identity}" + (" (with password)" if password is not None else ""))
+            return 0
+        if args.stations_command == "list":
+            records = await store.list_stations()
+            if args.json:
+                print(json.dumps([station_json(r) for r in records], indent=2))
+                return 0
+            print(f"{'IDENTITY':<24} {'CONNECTED':<9} {'BOOT':<9} {'ACCEPTED':<8} {'LAST HEARTBEAT':<24}")
+            for view in (station_json(r) for r in records):
+                print(
+                    f"{view['identity']:<24} {'yes' if view['connected'] else 'no':<9} "
+                    f"{view['bootStatus'] or '-':<9} {'yes' if view['accepted'] else 'no':<8} "
+                    f"{view['lastHeartbeat'] or '-':<24}"
+                )
+            return 0
+        state = await store.station_state(args.identity)
+        if state is None:
+            print(f"os3p-central: no station {args.identity!r}", file=sys.stderr)
+            return 2
+        view = state_json(state)
+        if args.json:
+            print(json.dumps(view, indent=2))
+        else:
+            _print_state(view)
+        return 0
+
+
+def _print_state(view: dict[str, Any]) -> None:
+    station = view["station"]
+    print(f"station        {station['identity']}")
+    print(f"registered     {station['registeredAt']} ({station['registeredBy']})")
+    connection = f"connected since {station['connectedAt']}" if station["connected"] else "disconnected"
+    print(f"connection     {connection}")
+    print(
+        f"boot           {station['bootStatus'] or '-'} at {station['bootAt'] or '-'}"
+        f"{'  (accepted: remembered)' if station['accepted'] else ''}"
+    )
+    if station["bootStatusOverride"]:
+        print(f"boot override  {station['bootStatusOverride']}")
+    for key, value in (station["bootFields"] or {}).items():
+        print(f"  {key:<13} {value}")
+    print(f"heartbeat      {station['lastHeartbeat'] or '-'}")
+    for contactor, event in view["contactors"].items():
+        print(f"contactor {contactor}    {event['status']} since {event['timestamp']}")
+    for contactor, event in view["modes"].items():
+        print(f"mode {contactor:<9} {event['status']} since {event['timestamp']}")
+    if view["lastStatus"]:
+        payload = view["lastStatus"]["payload"]
+        info = payload.get("info", "")
+        print(f"status         {payload.get('status')} {payload.get('errorCode')} {info}".strip())
+    for label, key in (("firmware", "firmwareStatus"), ("file", "fileStatus")):
+        if view[key]:
+            print(f"{label:<14} {view[key]['status']} at {view[key]['timestamp']}")
+    if view["lastReadings"]:
+        print("last readings")
+        for measurand, reading in view["lastReadings"].items():
+            unit = reading["unit"] or ""
+            location = f" @{reading['location']}" if reading["location"] else ""
+            print(f"  {measurand:<32} {reading['value']:>12} {unit:<5} {reading['timestamp']}{location}")
+
+
+# --- call ---------------------------------------------------------------------------------------------------
+
+
+def _call(args: argparse.Namespace) -> int:
+    text = args.payload
+    try:
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text()
+        payload = json.loads(text)
+    except (OSError, ValueError) as exc:
+        print(f"os3p-central: cannot read the payload: {exc}", file=sys.stderr)
+        return 2
+    url = f"{args.api.rstrip('/')}/api/stations/{_quote(args.identity)}/calls/{_quote(args.action)}"
+    try:
+        response = httpx.post(url, json=payload, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"os3p-central: cannot reach the operator API at {args.api}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": "HTTP", "message": response.text}
+    if response.status_code == 200:
+        print(json.dumps(body["result"], indent=2))
+        return 0
+    print(json.dumps(body, indent=2), file=sys.stderr)
+    return 1 if response.status_code in (502, 504) else 2
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+# --- entry point --------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``os3p-central``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command == "stations":
+        return trio.run(_stations, args)
+    if args.command == "call":
+        return _call(args)
+    from ._server import run_serve
+
+    return run_serve(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
