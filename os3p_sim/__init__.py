@@ -16,6 +16,7 @@ from ._contactors import (
     StreetlightEvent,
 )
 from ._faults import Alarm, FaultConfig, FaultIndicators, Indicator, IndicatorKind, MVStatus
+from ._http import TransferError, download, perform_transfer, upload
 from ._meters import (
     MeterProfile,
     MeterReading,
@@ -85,15 +86,19 @@ __all__ = [
     "StationStore",
     "StreetlightEvent",
     "TransferConfig",
+    "TransferError",
     "Upload",
     "Uploads",
     "advance_meters",
     "boot_fields_for",
     "classify_error",
+    "download",
     "initial_meter_state",
     "load_fraction",
     "log_text",
     "meter_history_csv",
     "parse_firmware_image",
+    "perform_transfer",
     "sample_meters",
+    "upload",
 ]

@@ -129,7 +129,7 @@ def _utc(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
 
-def _parse_time(text: str, tz: Any) -> float:
+def parse_time(text: str, tz: Any) -> float:
     """A payload date-time → POSIX seconds; no offset: local time of the station (PROTOCOL-DECISIONS §8)."""
     dt = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     if dt.tzinfo is None:
@@ -422,7 +422,7 @@ class Station:
                       effects=(Reboot(None),))
 
     def _on_UpdateFirmware(self, payload: dict[str, Any], now: float) -> Output:
-        retrieve_at = _parse_time(str(payload["retrieveDate"]), self.configuration.timezone)
+        retrieve_at = parse_time(str(payload["retrieveDate"]), self.configuration.timezone)
         self.firmware = self.firmware.update(payload, retrieve_at, now, self.config.transfers)
         return Output(response={}, change=Change(
             kv=(("firmware", self.firmware.to_json()),),

@@ -68,6 +68,8 @@ class TransferConfig:
     install_duration: float = 20.0
     #: Largest firmware image accepted (bytes); bigger is a failed download (bounds memory).
     max_image_size: int = 16 * 1024 * 1024
+    #: Longest one HTTP attempt may take (s, in the driver's clock) before it counts as failed.
+    attempt_timeout: float = 120.0
 
 
 class FirmwarePhase(enum.StrEnum):

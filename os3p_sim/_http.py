@@ -1,0 +1,116 @@
+"""HTTP transfers for UpdateFirmware and GetFile, on trio (httpx runs on trio through anyio).
+
+The station model decides *what* to transfer and when (``Download`` / ``Upload`` effects, retries per
+UpdateFirmware ``retries`` / ``retryInterval``); this module only moves bytes.  Each function makes one
+attempt and raises :class:`TransferError` on any failure; the caller bounds it with a cancel scope (trio
+idiom: no timeout parameters).
+
+* Download: ``GET location``; any 2xx is the image.  The body is read in chunks and abandoned beyond
+  ``max_size`` bytes (bounded memory).
+* Upload: ``POST location`` as ``multipart/form-data`` with one field ``file`` carrying ``fileName`` — the
+  convention of OCPP 1.6 diagnostics uploads over HTTP.  Any 2xx is success.
+
+Only ``http`` and ``https`` are supported (the spec's examples use ``ftp``; the model answers GetFile with
+``Rejected`` for other schemes, and a firmware download from one fails with ``DownloadFailed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+
+from ._station import Output, Station, log_text, meter_history_csv, parse_time
+from ._store import StationStore
+from ._transfers import Download, Upload
+
+__all__ = ["TransferError", "download", "perform_transfer", "upload"]
+
+
+class TransferError(Exception):
+    """One transfer attempt failed (network, HTTP status, size, or scheme)."""
+
+
+def _check_scheme(location: str) -> None:
+    if urlsplit(location).scheme.lower() not in ("http", "https"):
+        raise TransferError(f"unsupported scheme in {location!r}: only http and https")
+
+
+async def download(location: str, *, max_size: int, client: httpx.AsyncClient | None = None) -> bytes:
+    """Fetch ``location``; at most ``max_size`` bytes."""
+    _check_scheme(location)
+    own = client is None
+    http = client or httpx.AsyncClient(timeout=None, follow_redirects=True)
+    try:
+        async with http.stream("GET", location) as response:
+            if not response.is_success:
+                raise TransferError(f"GET {location}: HTTP {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_size:
+                    raise TransferError(f"GET {location}: more than {max_size} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise TransferError(f"GET {location}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if own:
+            await http.aclose()
+
+
+async def upload(location: str, file_name: str, content: bytes, *, content_type: str = "text/plain",
+                 client: httpx.AsyncClient | None = None) -> None:
+    """POST ``content`` to ``location`` as the multipart field ``file`` named ``file_name``."""
+    _check_scheme(location)
+    own = client is None
+    http = client or httpx.AsyncClient(timeout=None, follow_redirects=True)
+    try:
+        response = await http.post(location, files={"file": (file_name, content, content_type)})
+        if not response.is_success:
+            raise TransferError(f"POST {location}: HTTP {response.status_code}")
+    except httpx.HTTPError as exc:
+        raise TransferError(f"POST {location}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if own:
+            await http.aclose()
+
+
+async def perform_transfer(station: Station, effect: Download | Upload, store: StationStore,
+                           now: Callable[[], float], *, client: httpx.AsyncClient | None = None) -> Output:
+    """Carry out one transfer effect of ``station`` over HTTP and feed the outcome back into the model.
+
+    The attempt is bounded by ``station.config.transfers.attempt_timeout`` (a cancel scope); running out of
+    time is a failed attempt like any other.  Upload content comes from the durable store: the meter history
+    between ``startTime`` and ``stopTime`` as CSV, or the station's log.
+    """
+    limit = station.config.transfers.attempt_timeout
+    if isinstance(effect, Download):
+        data: bytes | None = None
+        with trio.move_on_after(limit):
+            try:
+                data = await download(effect.location, max_size=station.config.transfers.max_image_size,
+                                      client=client)
+            except TransferError:
+                data = None
+        return station.download_finished(effect.token, data, now())
+    tz = station.configuration.timezone
+    if effect.file_type == "MeterValueHistory":
+        start = parse_time(effect.start_time, tz) if effect.start_time else None
+        stop = parse_time(effect.stop_time, tz) if effect.stop_time else None
+        content = meter_history_csv(store.meter_history(station.identity, start, stop))
+        content_type = "text/csv"
+    else:
+        content = log_text(store.log_lines(station.identity))
+        content_type = "text/plain"
+    ok = False
+    with trio.move_on_after(limit):
+        try:
+            await upload(effect.location, effect.file_name, content, content_type=content_type, client=client)
+            ok = True
+        except TransferError:
+            ok = False
+    return station.upload_finished(effect.token, ok, now())

@@ -1,0 +1,274 @@
+"""Firmware update and GetFile end to end: the station model, its HTTP transfers, a local HTTP server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+
+from os3p_sim import (
+    Download,
+    Output,
+    Reboot,
+    SQLiteStore,
+    Station,
+    StationConfig,
+    TransferConfig,
+    TransferError,
+    Upload,
+    download,
+    perform_transfer,
+    upload,
+)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class FileServer:
+    """A tiny ASGI app: GET serves ``files`` (after ``failures`` 503s), POST stores the body."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.failures = 0
+        self.gets = 0
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        status, out = 404, b"not found"
+        if scope["method"] == "GET":
+            self.gets += 1
+            if self.failures > 0:
+                self.failures -= 1
+                status, out = 503, b"busy"
+            elif path in self.files:
+                status, out = 200, self.files[path]
+        elif scope["method"] == "POST":
+            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+            self.posts.append((path, headers, body))
+            status, out = 201, b""
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/octet-stream")],
+            }
+        )
+        await send({"type": "http.response.body", "body": out})
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
+    app = FileServer()
+    config = HyperConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    done = trio.Event()
+
+    async def shutdown_trigger() -> None:
+        await done.wait()
+
+    urls = await nursery.start(functools.partial(serve, app, config,  # type: ignore[arg-type]
+                                                 shutdown_trigger=shutdown_trigger))
+    yield app, urls[0]
+    done.set()
+
+
+def _multipart_file(body: bytes) -> tuple[str, bytes]:
+    head, _, rest = body.partition(b"\r\n\r\n")
+    name = head.split(b'filename="')[1].split(b'"')[0].decode()
+    content = rest.rsplit(b"\r\n--", 1)[0]
+    return name, content
+
+
+async def test_download_and_upload_primitives(server: tuple[FileServer, str]) -> None:
+    app, base = server
+    app.files["/a.bin"] = b"x" * 1000
+    assert await download(f"{base}/a.bin", max_size=1000) == b"x" * 1000
+    with pytest.raises(TransferError, match="more than"):
+        await download(f"{base}/a.bin", max_size=999)
+    with pytest.raises(TransferError, match="404"):
+        await download(f"{base}/missing", max_size=10)
+    with pytest.raises(TransferError, match="scheme"):
+        await download("ftp://127.0.0.1/x", max_size=10)
+    await upload(f"{base}/up", "f.txt", b"hello")
+    name, content = _multipart_file(app.posts[0][2])
+    assert (name, content) == ("f.txt", b"hello")
+
+
+Sent = list[tuple[str, dict[str, Any]]]
+
+
+async def _run(
+    station: Station, store: SQLiteStore, until_done: Callable[[Sent], bool], max_virtual: float
+) -> Sent:
+    """Drive the station with a clock that jumps to its deadlines (transfers are real HTTP on loopback)."""
+    sent: Sent = []
+    pending: list[Download | Upload | Reboot] = []
+    clock = [station.now]
+
+    def apply(out: Output) -> None:
+        store.apply(station.identity, out.change, clock[0])
+        sent.extend(out.change.outbox)
+        pending.extend(out.effects)
+
+    for _ in range(10_000):
+        if until_done(sent):
+            return sent
+        if pending:
+            effect = pending.pop(0)
+            if isinstance(effect, Reboot):
+                sent.append(("<reboot>", {"firmwareVersion": effect.firmware_version}))
+                continue
+            apply(await perform_transfer(station, effect, store, lambda: clock[0]))
+            continue
+        t = station.next_deadline()
+        assert t <= max_virtual, sent
+        clock[0] = t
+        apply(station.step(t))
+    raise AssertionError("bounded loop ran out")
+
+
+async def test_firmware_update_end_to_end_with_retries(
+    server: tuple[FileServer, str], tmp_path: Path
+) -> None:
+    app, base = server
+    app.files["/fw/2.0.0.bin"] = b"OS3PSIM-FIRMWARE 2.0.0\n" + bytes(range(256)) * 64
+    app.failures = 2  # the first two attempts get 503
+    store = SQLiteStore(str(tmp_path / "fw.db"))
+    t0 = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC).timestamp()
+    station = Station(
+        "SUB-FW", StationConfig(transfers=TransferConfig(install_duration=15.0)), seed=1, now=t0
+    )
+    store.apply("SUB-FW", station.start(t0).change, t0)
+    out = station.handle_call(
+        "UpdateFirmware",
+        {
+            "location": f"{base}/fw/2.0.0.bin",
+            "retrieveDate": "2025-06-01T14:00:00+02:00",
+            "retries": 3,
+            "retryInterval": 20,
+            "requestId": "upd-1",
+        },
+        t0,
+    )
+    store.apply("SUB-FW", out.change, t0)
+    sent = await _run(station, store, lambda s: any(a == "<reboot>" for a, _ in s), t0 + 3600)
+    statuses = [p["status"] for a, p in sent if a == "FirmwareStatusNotification"]
+    assert statuses == ["Downloading", "Downloading", "Downloading", "Downloaded", "Installing", "Installed"]
+    assert all(p.get("requestId") == "upd-1" for a, p in sent if a == "FirmwareStatusNotification")
+    assert app.gets == 3
+    assert sent[-1] == ("<reboot>", {"firmwareVersion": "2.0.0"})
+    # The reboot: a new station from the store boots with the new version and needs a BootNotification.
+    rebooted = Station("SUB-FW", StationConfig(), seed=1, now=t0 + 3600, stored=store.load("SUB-FW"))
+    assert rebooted.boot_fields()["firmwareVersion"] == "2.0.0"
+
+
+async def test_firmware_download_gives_up_after_retries(
+    server: tuple[FileServer, str], tmp_path: Path
+) -> None:
+    app, base = server
+    store = SQLiteStore(str(tmp_path / "fw2.db"))
+    t0 = time.time()
+    station = Station("SUB-FW2", StationConfig(), seed=1, now=t0)
+    station.start(t0)
+    station.handle_call(
+        "UpdateFirmware",
+        {
+            "location": f"{base}/nope.bin",
+            "retries": 2,
+            "retryInterval": 5,
+            "retrieveDate": "2020-01-01T00:00:00Z",
+        },
+        t0,
+    )
+    sent = await _run(station, store, lambda s: any(p["status"] == "DownloadFailed" for _, p in s), t0 + 60)
+    assert [p["status"] for _, p in sent] == ["Downloading", "Downloading", "DownloadFailed"]
+    assert app.gets == 2
+
+
+async def test_get_file_uploads_meter_history_csv_and_log(
+    server: tuple[FileServer, str], tmp_path: Path
+) -> None:
+    app, base = server
+    store = SQLiteStore(str(tmp_path / "gf.db"))
+    t0 = dt.datetime(2025, 1, 10, 0, tzinfo=dt.UTC).timestamp()
+    station = Station("SUB-GF", StationConfig(), seed=2, now=t0)
+    store.apply("SUB-GF", station.start(t0).change, t0)
+    for _ in range(8):  # two hours of quarter-hour readings
+        t = station.next_deadline()
+        store.apply("SUB-GF", station.step(t).change, t)
+    out = station.handle_call(
+        "GetFile",
+        {
+            "requestId": "get-1",
+            "fileType": "MeterValueHistory",
+            "location": f"{base}/upload",
+            "startTime": "2025-01-10T00:30:00Z",
+            "stopTime": "2025-01-10T01:30:00Z",
+        },
+        t,
+    )
+    assert out.response == {
+        "status": "Accepted",
+        "fileName": "MeterValueHistory-SUB-GF-20250110003000-20250110013000.csv",
+    }
+    store.apply("SUB-GF", out.change, t)
+    (effect,) = out.effects
+    assert isinstance(effect, Upload)
+    done = await perform_transfer(station, effect, store, lambda: t)
+    assert [p for _, p in out.change.outbox + done.change.outbox] == [
+        {"status": "Uploading", "requestId": "get-1"},
+        {"status": "Uploaded", "requestId": "get-1"},
+    ]
+    name, content = _multipart_file(app.posts[0][2])
+    assert name == out.response["fileName"]
+    lines = content.decode().splitlines()
+    assert lines[0] == "timestamp,measurand,location,unit,context,value"
+    stamps = sorted({line.split(",")[0] for line in lines[1:]})
+    # Inclusive bounds: the readings of 00:30, 00:45, 01:00, 01:15 and 01:30.
+    assert stamps == [
+        "2025-01-10T00:30:00Z",
+        "2025-01-10T00:45:00Z",
+        "2025-01-10T01:00:00Z",
+        "2025-01-10T01:15:00Z",
+        "2025-01-10T01:30:00Z",
+    ]
+    assert any(",Energy.Active.Import.Register,P1Meter,kWh," in line for line in lines)
+    # The log, and a failing upload reported as UploadFailed.
+    out = station.handle_call("GetFile", {"fileType": "Syslog", "location": f"{base}/logs"}, t)
+    (effect,) = out.effects
+    assert isinstance(effect, Upload)
+    await perform_transfer(station, effect, store, lambda: t)
+    _, log = _multipart_file(app.posts[1][2])
+    assert b"boot #1" in log
+    out = station.handle_call("GetFile", {"fileType": "Syslog", "location": "http://127.0.0.1:1/closed"}, t)
+    (effect,) = out.effects
+    assert isinstance(effect, Upload)
+    done = await perform_transfer(station, effect, store, lambda: t)
+    assert [p["status"] for _, p in done.change.outbox] == ["UploadFailed"]
