@@ -7,8 +7,10 @@ idiom: no timeout parameters).
 
 * Download: ``GET location``; any 2xx is the image.  The body is read in chunks and abandoned beyond
   ``max_size`` bytes (bounded memory).
-* Upload: ``POST location`` as ``multipart/form-data`` with one field ``file`` carrying ``fileName`` — the
-  convention of OCPP 1.6 diagnostics uploads over HTTP.  Any 2xx is success.
+* Upload: ``PUT <location>/<fileName>`` with the file as the raw body (``fileName`` is what the GetFile
+  response announced, percent-encoded as one path segment).  The Central System's ``location`` is thus a
+  directory-like URL — e.g. ``http://cs.example/files/<identity>``, which is where ``os3p_trio.central``
+  receives uploads.  Any 2xx is success.
 
 Only ``http`` and ``https`` are supported (the spec's examples use ``ftp``; the model answers GetFile with
 ``Rejected`` for other schemes, and a firmware download from one fails with ``DownloadFailed``).
@@ -17,7 +19,7 @@ Only ``http`` and ``https`` are supported (the spec's examples use ``ftp``; the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import trio
@@ -64,16 +66,17 @@ async def download(location: str, *, max_size: int, client: httpx.AsyncClient | 
 
 async def upload(location: str, file_name: str, content: bytes, *, content_type: str = "text/plain",
                  client: httpx.AsyncClient | None = None) -> None:
-    """POST ``content`` to ``location`` as the multipart field ``file`` named ``file_name``."""
+    """PUT ``content`` to ``<location>/<file_name>``."""
     _check_scheme(location)
+    target = location.rstrip("/") + "/" + quote(file_name, safe="")
     own = client is None
     http = client or httpx.AsyncClient(timeout=None, follow_redirects=True)
     try:
-        response = await http.post(location, files={"file": (file_name, content, content_type)})
+        response = await http.put(target, content=content, headers={"content-type": content_type})
         if not response.is_success:
-            raise TransferError(f"POST {location}: HTTP {response.status_code}")
+            raise TransferError(f"PUT {target}: HTTP {response.status_code}")
     except httpx.HTTPError as exc:
-        raise TransferError(f"POST {location}: {type(exc).__name__}: {exc}") from exc
+        raise TransferError(f"PUT {target}: {type(exc).__name__}: {exc}") from exc
     finally:
         if own:
             await http.aclose()

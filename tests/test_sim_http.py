@@ -35,13 +35,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class FileServer:
-    """A tiny ASGI app: GET serves ``files`` (after ``failures`` 503s), POST stores the body."""
+    """A tiny ASGI app: GET serves ``files`` (after ``failures`` 503s), PUT stores the body by path."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.failures = 0
         self.gets = 0
-        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        self.puts: list[tuple[str, dict[str, str], bytes]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -67,9 +67,9 @@ class FileServer:
                 status, out = 503, b"busy"
             elif path in self.files:
                 status, out = 200, self.files[path]
-        elif scope["method"] == "POST":
+        elif scope["method"] == "PUT":
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-            self.posts.append((path, headers, body))
+            self.puts.append((path, headers, body))
             status, out = 201, b""
         await send(
             {
@@ -99,13 +99,6 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]
     done.set()
 
 
-def _multipart_file(body: bytes) -> tuple[str, bytes]:
-    head, _, rest = body.partition(b"\r\n\r\n")
-    name = head.split(b'filename="')[1].split(b'"')[0].decode()
-    content = rest.rsplit(b"\r\n--", 1)[0]
-    return name, content
-
-
 async def test_download_and_upload_primitives(server: tuple[FileServer, str]) -> None:
     app, base = server
     app.files["/a.bin"] = b"x" * 1000
@@ -116,9 +109,9 @@ async def test_download_and_upload_primitives(server: tuple[FileServer, str]) ->
         await download(f"{base}/missing", max_size=10)
     with pytest.raises(TransferError, match="scheme"):
         await download("ftp://127.0.0.1/x", max_size=10)
-    await upload(f"{base}/up", "f.txt", b"hello")
-    name, content = _multipart_file(app.posts[0][2])
-    assert (name, content) == ("f.txt", b"hello")
+    await upload(f"{base}/files/SUB 1/", "f 1.txt", b"hello")
+    path, headers, body = app.puts[0]
+    assert (path, headers["content-type"], body) == ("/files/SUB 1/f 1.txt", "text/plain", b"hello")
 
 
 Sent = list[tuple[str, dict[str, Any]]]
@@ -246,8 +239,9 @@ async def test_get_file_uploads_meter_history_csv_and_log(
         {"status": "Uploading", "requestId": "get-1"},
         {"status": "Uploaded", "requestId": "get-1"},
     ]
-    name, content = _multipart_file(app.posts[0][2])
-    assert name == out.response["fileName"]
+    path, headers, content = app.puts[0]
+    assert path == "/upload/" + out.response["fileName"]
+    assert headers["content-type"] == "text/csv"
     lines = content.decode().splitlines()
     assert lines[0] == "timestamp,measurand,location,unit,context,value"
     stamps = sorted({line.split(",")[0] for line in lines[1:]})
@@ -265,7 +259,7 @@ async def test_get_file_uploads_meter_history_csv_and_log(
     (effect,) = out.effects
     assert isinstance(effect, Upload)
     await perform_transfer(station, effect, store, lambda: t)
-    _, log = _multipart_file(app.posts[1][2])
+    _, _, log = app.puts[1]
     assert b"boot #1" in log
     out = station.handle_call("GetFile", {"fileType": "Syslog", "location": "http://127.0.0.1:1/closed"}, t)
     (effect,) = out.effects
