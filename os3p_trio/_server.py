@@ -22,17 +22,19 @@ Graceful shutdown (cancelling the server) closes every connection with 1001.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, Protocol
 
 import attrs
 import trio
 
-from os3p_core import Config, Connection, Role
+from os3p_core import BootState, BootStateChanged, Config, Connection, Role
 
+from ._errors import ConnectionClosed
 from ._handshake import (
     HandshakeRejected,
     certificate_names,
@@ -124,11 +126,19 @@ class StationRecord:
 
 
 class StationRegistry(Protocol):
-    """Decides which stations may connect.  ``lookup`` returns ``None`` for an unknown identity
-    (→ 404, or 401 with auth), or a record; an open-registration registry returns a record for
-    every identity.  It runs inside the handshake timeout."""
+    """Decides which stations may connect, and remembers boot acceptance.
+
+    ``lookup`` returns ``None`` for an unknown identity (→ 404, or 401 with auth), or a record; an
+    open-registration registry returns a record for every identity.  It runs inside the handshake
+    timeout.  ``remember_boot`` is called (in the connection's nursery) whenever the Central
+    System's answer to a BootNotification has been sent: ``accepted`` is true for Accepted, false
+    for Pending/Rejected.  A durable registry stores it, so that ``previously_accepted`` of the next
+    lookup lets the station reconnect without a new BootNotification (PROTOCOL-DECISIONS §5 (b)).
+    """
 
     async def lookup(self, identity: str) -> StationRecord | None: ...
+
+    async def remember_boot(self, identity: str, accepted: bool) -> None: ...
 
 
 class InMemoryRegistry:
@@ -137,8 +147,8 @@ class InMemoryRegistry:
     ``open_registration=True`` admits unknown identities (as never accepted, without a key).
     """
 
-    def __init__(self, records: Mapping[str, StationRecord] = (), *, open_registration: bool = False) -> None:  # type: ignore[assignment]
-        self.records: dict[str, StationRecord] = dict(records)
+    def __init__(self, records: Iterable[StationRecord] = (), *, open_registration: bool = False) -> None:
+        self.records: dict[str, StationRecord] = {r.identity: r for r in records}
         self.open_registration = open_registration
 
     def add(self, record: StationRecord) -> None:
@@ -151,6 +161,15 @@ class InMemoryRegistry:
         if record is None and self.open_registration:
             return StationRecord(identity)
         return record
+
+    async def remember_boot(self, identity: str, accepted: bool) -> None:
+        """Record the boot outcome in memory (a fresh record under open registration)."""
+        record = self.records.get(identity)
+        if record is None:
+            if not self.open_registration:
+                return
+            record = StationRecord(identity)
+        self.records[identity] = attrs.evolve(record, previously_accepted=accepted)
 
 
 OnConnect = Callable[[Session], Awaitable[Any]]
@@ -198,8 +217,6 @@ class CentralSystemServer:
         """``await sessions[identity].call(request)``; :class:`ConnectionClosed` if not connected."""
         session = self._sessions.get(identity)
         if session is None:
-            from ._errors import ConnectionClosed
-
             raise ConnectionClosed(1006, f"{identity!r} is not connected")
         return await session.call(request, timeout=timeout)
 
@@ -239,6 +256,7 @@ class CentralSystemServer:
             pong_timeout=cfg.pong_timeout,
             close_timeout=cfg.close_timeout,
         )
+        session.on_boot_state = self._boot_state_changed
         old = self._sessions.get(identity)
         self._sessions[identity] = session
         if old is not None:
@@ -252,6 +270,12 @@ class CentralSystemServer:
             self._open -= 1
             if self._sessions.get(identity) is session:
                 del self._sessions[identity]
+
+    def _boot_state_changed(self, session: Session, change: BootStateChanged) -> None:
+        if change.new in (BootState.ACCEPTED, BootState.PENDING, BootState.REJECTED):
+            accepted = change.new is BootState.ACCEPTED
+            with contextlib.suppress(ConnectionClosed):  # the session ended meanwhile
+                session.start_soon(self.registry.remember_boot, session.identity, accepted)
 
     async def _handshake(self, stream: trio.abc.Stream) -> tuple[WebSocket, str, StationRecord] | None:
         cfg = self.config

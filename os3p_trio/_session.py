@@ -373,6 +373,9 @@ class Session:
     async def _flush(self) -> None:
         await self._ws.flush(self._conn.messages_to_send)
         self._update_timer()
+        if self._close_request is not None:
+            # e.g. boot Rejected: the answer is written, now close (§M3.1).
+            self.request_close(*self._close_request)
 
     # --- events ----------------------------------------------------------------------------
 

@@ -1,30 +1,86 @@
-"""Both roles of os3p_trio against each other on loopback: boot flows, heartbeats, calls."""
+"""Both roles of os3p_trio against each other on loopback: boot flows, heartbeats, calls,
+reconnects, keepalive, failure containment, shutdown."""
 
 from __future__ import annotations
 
-import trio
-from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp
+import logging
+from functools import partial
 
-from os3p_core import Action
+import attrs
+import pytest
+import trio
+from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp, now
+
+from os3p_core import Action, BootState, ErrorCode, LocalProtocolError, ProtocolError
 from os3p_core.payloads import (
     ConfigurationKey,
+    GenericStatus,
     GetConfigurationRequest,
     GetConfigurationResponse,
+    HeartbeatRequest,
+    LightStatus,
+    Measurand,
+    MessageTrigger,
+    MeterValue,
+    MeterValuesRequest,
     RegistrationStatus,
+    SampledValue,
+    StreetlightStatusNotificationRequest,
+    TriggerMessageRequest,
+    TriggerMessageResponse,
 )
-from os3p_trio import Router, Session, open_central_system, open_substation
+from os3p_trio import (
+    CallErrorReceived,
+    CallTimeout,
+    ConnectionClosed,
+    InMemoryRegistry,
+    Router,
+    ServerConfig,
+    Session,
+    WebSocket,
+    client_handshake,
+    open_central_system,
+    open_substation,
+)
 
 
-def station_router() -> Router:
+def station_router(triggered: list[str] | None = None) -> Router:
     router = Router()
 
     @router.on(Action.GET_CONFIGURATION)
-    async def get_configuration(session: Session, request: GetConfigurationRequest) -> GetConfigurationResponse:
+    async def get_configuration(
+        session: Session, request: GetConfigurationRequest
+    ) -> GetConfigurationResponse:
         return GetConfigurationResponse(
             configuration_key=(ConfigurationKey(key="HeartbeatInterval", readonly=False, value="1"),)
         )
 
+    @router.on(Action.TRIGGER_MESSAGE)
+    def trigger(session: Session, request: TriggerMessageRequest) -> TriggerMessageResponse:
+        # §M4.1: answer first, then send the requested message (allowed once, even while Pending).
+        if request.requested_message is MessageTrigger.HEARTBEAT:
+
+            async def send() -> None:
+                await session.call(HeartbeatRequest())
+                if triggered is not None:
+                    triggered.append("Heartbeat")
+
+            session.start_soon(send)
+            return TriggerMessageResponse(status=GenericStatus.ACCEPTED)
+        return TriggerMessageResponse(status=GenericStatus.REJECTED)
+
     return router
+
+
+def meter_values() -> MeterValuesRequest:
+    return MeterValuesRequest(
+        meter_value=(
+            MeterValue(
+                timestamp=now(),
+                sampled_value=(SampledValue(value="12", measurand=Measurand.ENERGY_ACTIVE_IMPORT_REGISTER),),
+            ),
+        )
+    )
 
 
 async def test_boot_accepted_heartbeat_and_server_call() -> None:
@@ -32,7 +88,9 @@ async def test_boot_accepted_heartbeat_and_server_call() -> None:
     with trio.fail_after(10):
         async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
             url = f"ws://127.0.0.1:{server.port}/OS3P"
-            async with open_substation(url, "SUBS 001", station_router(), BOOT, config=FAST_CLIENT) as station:
+            async with open_substation(
+                url, "SUBS 001", station_router(), BOOT, config=FAST_CLIENT
+            ) as station:
                 await station.wait_accepted()
                 assert station.heartbeat_interval == 1
                 assert station.last_accepted_boot == BOOT
@@ -41,5 +99,314 @@ async def test_boot_accepted_heartbeat_and_server_call() -> None:
                 session = server.get("SUBS 001")
                 assert session is not None
                 assert session.subprotocol == "OS3P1.0"
+                assert session.connection.boot_state is BootState.ACCEPTED
                 response = await server.call("SUBS 001", GetConfigurationRequest())
                 assert response.configuration_key[0].key == "HeartbeatInterval"
+                await station.call(meter_values())
+                assert app.actions()[-1] == "MeterValues"
+
+
+async def test_boot_pending_then_accepted_with_trigger_message_while_pending() -> None:
+    app = CentralApp((RegistrationStatus.PENDING, 1), (RegistrationStatus.ACCEPTED, 60))
+    triggered: list[str] = []
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(
+                url, "S1", station_router(triggered), BOOT, config=FAST_CLIENT
+            ) as station:
+                await app.wait_for("BootNotification")
+                while station.boot_state is not BootState.PENDING:
+                    await trio.sleep(0.01)
+                # Pending: the station may not initiate (the core refuses, nothing is sent) ...
+                with pytest.raises(LocalProtocolError):
+                    await station.call(HeartbeatRequest())
+                # ... but answers the Central System, and may send what a TriggerMessage asks for.
+                config = await server.call("S1", GetConfigurationRequest())
+                assert config.configuration_key
+                answer = await server.call(
+                    "S1", TriggerMessageRequest(requested_message=MessageTrigger.HEARTBEAT)
+                )
+                assert answer.status is GenericStatus.ACCEPTED
+                await app.wait_for("Heartbeat")
+                while not triggered:  # the station's side of that call completes a moment later
+                    await trio.sleep(0.01)
+                assert triggered == ["Heartbeat"]
+                # After `interval` (1 s) the station boots again and is accepted.
+                await station.wait_accepted()
+                assert app.actions() == ["BootNotification", "Heartbeat", "BootNotification"]
+                assert station.heartbeat_interval == 60
+
+
+async def test_boot_rejected_waits_interval_then_reconnects() -> None:
+    app = CentralApp((RegistrationStatus.REJECTED, 1), (RegistrationStatus.ACCEPTED, 60))
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(url, "S1", station_router(), BOOT, config=FAST_CLIENT) as station:
+                await app.wait_for("BootNotification")
+                rejected_at = trio.current_time()
+                # The Central System closes the connection after its Rejected answer (§M3.1).
+                await station.wait_disconnected()
+                assert trio.current_time() - rejected_at < 0.5
+                await station.wait_accepted()
+                # PROTOCOL-DECISIONS §5: the station waited `interval` (1 s) before reconnecting.
+                assert trio.current_time() - rejected_at >= 1.0
+                assert station.connections == 2
+                assert app.actions() == ["BootNotification", "BootNotification"]
+
+
+async def test_reconnect_without_reboot_then_with_changed_boot_fields() -> None:
+    app = CentralApp((RegistrationStatus.ACCEPTED, 60))
+    registry = InMemoryRegistry(open_registration=True)
+    with trio.fail_after(10):
+        async with open_central_system(
+            app.router, 0, host="127.0.0.1", config=FAST_SERVER, registry=registry
+        ) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            stored: list[object] = []
+
+            async def on_boot_accepted(boot: object) -> None:
+                stored.append(boot)  # the station's durable store
+
+            async with open_substation(
+                url, "S1", station_router(), BOOT, config=FAST_CLIENT, on_boot_accepted=on_boot_accepted
+            ) as station:
+                first = await station.wait_accepted()
+                assert stored == [BOOT]
+                while not registry.records.get("S1", None) or not registry.records["S1"].previously_accepted:
+                    await trio.sleep(0.01)
+                # The Central System drops the connection; the station comes back without booting.
+                server.sessions["S1"].request_close(1001, "restart")
+                await first.wait_closed()
+                second = await station.wait_accepted()
+                assert second is not first
+                assert second.connection.boot_state is BootState.ACCEPTED
+                await station.call(HeartbeatRequest())  # accepted on the server side too (remembered)
+                assert app.actions() == ["BootNotification", "Heartbeat"]
+                assert station.boots_sent == 1
+                # A firmware update changes a boot field: the next connection boots again (§J5.5).
+                station.boot = attrs.evolve(BOOT, firmware_version="1.1.0")
+                server.sessions["S1"].request_close(1001, "restart")
+                await second.wait_closed()
+                await station.wait_accepted()
+                assert app.actions() == ["BootNotification", "Heartbeat", "BootNotification"]
+                assert app.received[-1][2].firmware_version == "1.1.0"
+                assert stored[-1] == station.boot == station.last_accepted_boot
+
+
+async def test_slow_handler_does_not_block_the_connection() -> None:
+    app = CentralApp()
+    release = trio.Event()
+    entered = trio.Event()
+
+    async def slow_meter_values(session: Session, request: MeterValuesRequest) -> object:
+        entered.set()
+        await release.wait()
+        return {}
+
+    app.router.add(Action.METER_VALUES, slow_meter_values)
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(url, "S1", station_router(), BOOT, config=FAST_CLIENT) as station:
+                await station.wait_accepted()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(station.call, meter_values())
+                    await entered.wait()
+                    # While the handler sleeps, the server still reads, calls and gets results.
+                    for _ in range(3):
+                        assert (await server.call("S1", GetConfigurationRequest())).configuration_key
+                    release.set()
+
+
+async def test_handler_exceptions_are_contained() -> None:
+    app = CentralApp()
+
+    async def crashing(session: Session, request: StreetlightStatusNotificationRequest) -> object:
+        raise RuntimeError("bug in the application")
+
+    def refusing(session: Session, request: MeterValuesRequest) -> object:
+        raise ProtocolError("meter values are not accepted here", ErrorCode.NOT_SUPPORTED, {"why": "test"})
+
+    app.router.add(Action.STREETLIGHT_STATUS_NOTIFICATION, crashing)
+    app.router.add(Action.METER_VALUES, refusing)
+    status = StreetlightStatusNotificationRequest(contactor_id=1, status=LightStatus.ON, timestamp=now())
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with (
+                open_substation(url, "A", station_router(), BOOT, config=FAST_CLIENT) as a,
+                open_substation(url, "B", station_router(), BOOT, config=FAST_CLIENT) as b,
+            ):
+                await a.wait_accepted()
+                await b.wait_accepted()
+                session_a = a.session
+                with pytest.raises(CallErrorReceived) as info:
+                    await a.call(status)
+                # PROTOCOL-DECISIONS §3: InternalError, generic description (no internals on the wire).
+                assert info.value.code == "InternalError"
+                assert "bug" not in info.value.description
+                with pytest.raises(CallErrorReceived) as info:
+                    await a.call(meter_values())
+                assert (info.value.code, info.value.details) == ("NotSupported", {"why": "test"})
+                # The failing connection and the others carry on.
+                await a.call(HeartbeatRequest())
+                await b.call(HeartbeatRequest())
+                assert a.session is session_a
+                assert set(server.sessions) == {"A", "B"}
+
+
+async def test_connection_failure_closes_only_that_connection_with_1011(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = CentralApp()
+
+    async def on_connect(session: Session) -> None:
+        if session.identity == "BAD":
+            raise RuntimeError("per-connection code failed")
+
+    with trio.fail_after(10):
+        async with open_central_system(
+            app.router, 0, host="127.0.0.1", config=FAST_SERVER, on_connect=on_connect
+        ) as server:
+            good = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/GOOD",
+                subprotocols=["OS3P1.0"],
+            )
+            with caplog.at_level(logging.ERROR, logger="os3p_trio"):
+                bad = await client_handshake(
+                    await trio.open_tcp_stream("127.0.0.1", server.port),
+                    host="h",
+                    target="/OS3P/BAD",
+                    subprotocols=["OS3P1.0"],
+                )
+                with pytest.raises(ConnectionClosed) as info:
+                    await bad.receive_messages()
+            assert info.value.code == 1011
+            assert "BAD" in caplog.text
+            # The server and the other connection are fine.
+            await good.send_messages(['[2,"1","BootNotification",{}]'])
+            [reply] = await good.receive_messages()
+            assert reply.startswith('[4,"1","OccurenceConstraintViolation"')
+            assert set(server.sessions) == {"GOOD"}
+            await good.aclose(timeout=1)
+
+
+async def test_server_call_errors_timeout_and_closed() -> None:
+    app = CentralApp()
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            ws = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+            )
+            while "S1" not in server.sessions:
+                await trio.sleep(0.01)
+            session = server.sessions["S1"]
+            with pytest.raises(CallTimeout):
+                await session.call(GetConfigurationRequest(), timeout=0.2)  # the raw peer never answers
+            await ws.receive_messages()  # the CALL that timed out
+            async with trio.open_nursery() as nursery:
+
+                async def answer_with_error() -> None:
+                    [text] = await ws.receive_messages()
+                    unique_id = text.split('"')[1]
+                    await ws.send_messages([f'[4,"{unique_id}","NotSupported","nope",{{}}]'])
+
+                nursery.start_soon(answer_with_error)
+                with pytest.raises(CallErrorReceived) as info:
+                    await session.call(GetConfigurationRequest())
+                assert (info.value.code, info.value.description) == ("NotSupported", "nope")
+
+            async def close_soon() -> None:
+                await ws.receive_messages()
+                await ws.aclose(1000, "bye", timeout=1)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close_soon)
+                with pytest.raises(ConnectionClosed):
+                    await session.call(GetConfigurationRequest())
+            with pytest.raises(ConnectionClosed):
+                await server.call("S1", GetConfigurationRequest())
+
+
+async def test_graceful_shutdown_closes_everyone_with_1001() -> None:
+    app = CentralApp()
+    codes: list[int] = []
+
+    async def read_close(ws: WebSocket) -> None:
+        try:
+            await ws.receive_messages()
+        except ConnectionClosed as exc:
+            codes.append(exc.code)
+
+    with trio.fail_after(10):
+        async with (
+            trio.open_nursery() as readers,
+            open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server,
+        ):
+            for name in ("A", "B", "C"):
+                ws = await client_handshake(
+                    await trio.open_tcp_stream("127.0.0.1", server.port),
+                    host="h",
+                    target=f"/OS3P/{name}",
+                    subprotocols=["OS3P1.0"],
+                )
+                readers.start_soon(read_close, ws)
+            while len(server.sessions) < 3:
+                await trio.sleep(0.01)
+        # Leaving the context cancels the server: every connection gets 1001 "going away".
+    assert codes == [1001, 1001, 1001]
+
+
+async def test_dead_peers_are_detected_on_both_sides() -> None:
+    app = CentralApp()
+    with trio.fail_after(10):
+        # Server side: a station that completed the handshake and then went silent (never pongs).
+        config = ServerConfig(ping_interval=0.2, pong_timeout=0.3, close_timeout=0.5)
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=config) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            await stream.send_all(
+                b"GET /OS3P/MUTE HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Protocol: OS3P1.0\r\n\r\n"
+            )
+            start = trio.current_time()
+            data = b""
+            while chunk := await stream.receive_some(4096):
+                data += chunk
+            elapsed = trio.current_time() - start
+            assert b"\r\n\r\n\x89\x00" in data  # a ping frame after the 101 ...
+            assert 0.4 <= elapsed < 3  # ... then, no pong within 0.3 s: socket closed
+            while "MUTE" in server.sessions:
+                await trio.sleep(0.01)
+            await stream.aclose()
+
+    # Client side: a "Central System" that upgrades and then never answers anything.
+    async def mute_server(stream: trio.SocketStream) -> None:
+        from os3p_trio import server_handshake
+
+        pending = await server_handshake(stream)
+        assert pending is not None
+        await pending.accept("OS3P1.0")
+        await trio.sleep_forever()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, mute_server, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            config_c = attrs.evolve(FAST_CLIENT, ping_interval=0.2, pong_timeout=0.3)
+            async with open_substation(
+                f"ws://127.0.0.1:{port}/OS3P", "S1", station_router(), BOOT, config=config_c
+            ) as station:
+                session = await station.wait_connected()
+                start = trio.current_time()
+                # BootNotification waits (call timeout 30 s); the pong timeout ends the connection first.
+                await session.wait_closed()
+                assert 0.4 <= trio.current_time() - start < 3
+            nursery.cancel_scope.cancel()
