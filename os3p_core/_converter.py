@@ -26,9 +26,10 @@ Rules the hooks implement:
 - PROTOCOL-DECISIONS §8 errata on input: SetStreetlightProfile's ``clearSchedule`` is an alias of
   ``clearAllSchedules`` (if both are present, ``clearAllSchedules`` wins); GetEffectiveStreetlightDaySchedule
   responses may carry a ``status``, which is dropped.
-- Strict primitives: a string field takes only a ``str``, an integer field an ``int`` (or an
-  integral float, as JSON-schema ``integer`` allows), a boolean field only a ``bool``.  cattrs'
-  defaults would quietly coerce ``"12"`` to ``12`` or ``"false"`` to ``True``.
+- Strict primitives, as strict as the validators: a string field takes only a ``str``, an
+  integer field only an ``int`` (not ``1.0``, not ``True``), a boolean field only a ``bool``, and
+  ``null`` is nobody's value.  cattrs' defaults would quietly coerce ``"12"`` to ``12`` or
+  ``"false"`` to ``True``.
 - Unknown keys are errors where the schema says ``additionalProperties: false``, i.e. everywhere
   except inside ``meterValue`` / ``sampledValue`` items, ``configurationKey`` items and
   ``streetlightProfiles`` items, whose annex schemas are open: there they are ignored.
@@ -192,16 +193,16 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
         IterableValidationNote,
     )
 
-    path = "data"
-    container = path  # the path of the object whose attribute failed
+    path = container = "data"  # container: the object that held the failing value
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
+        container = path
         for note in getattr(exc, "__notes__", ()):
             if isinstance(note, AttributeValidationNote):
-                container = path
                 path += f".{wire_name(note.name)}"
             elif isinstance(note, IterableValidationNote):
                 path += f"[{note.index}]"
+                container = path
 
     if isinstance(exc, ForbiddenExtraKeysError):
         rule, what = "additionalProperties", "no such property"
@@ -251,8 +252,6 @@ def _structure_str(value: Any, _: Any) -> str:
 def _structure_int(value: Any, _: Any) -> int:
     if value.__class__ is int:
         return value
-    if value.__class__ is float and value.is_integer():
-        return int(value)
     raise _HookError(f"expected an integer, got {_json_type(value)}", "type")
 
 
@@ -381,16 +380,12 @@ class PayloadConverter:
         conv.register_structure_hook_factory(_is_homogeneous_tuple, tuple_hook)
 
         def optional_hook(tp: Any) -> Callable[[Any, Any], Any]:
-            # cattrs' own Optional hook dispatches on the inner type at every call; this one
-            # resolves it once.  (The key is absent far more often than null: absent optionals
-            # never reach a hook at all.)
+            # "Optional" means the key may be absent (the attribute then keeps its default,
+            # None): absent keys never reach a hook.  A JSON null is not a valid value of any
+            # field in the schemas, so it is a type error here too.  (cattrs' own Optional hook
+            # would accept it, and dispatch on the inner type at every call besides.)
             (inner_type,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
-            inner_hook = conv.get_structure_hook(inner_type)
-
-            def structure_optional(value: Any, _: Any) -> Any:
-                return None if value is None else inner_hook(value, inner_type)
-
-            return structure_optional
+            return conv.get_structure_hook(inner_type)
 
         conv.register_structure_hook_factory(_is_optional, optional_hook)
 
@@ -417,17 +412,17 @@ class PayloadConverter:
         self._structure_fns: dict[type, Callable[[Any, Any], Any]] = {}
         self._unstructure_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
-    def structure(self, payload: Mapping[str, Any] | None, cls: type[P]) -> P:
-        """Build a ``cls`` object from a wire dict (``None`` counts as ``{}``, PROTOCOL-DECISIONS §2).
+    def structure(self, payload: Mapping[str, Any], cls: type[P]) -> P:
+        """Build a ``cls`` object from a wire dict.
+
+        (A ``null`` CALL payload is ``{}`` by then: the frame decoder applies PROTOCOL-DECISIONS §2.)
 
         Raises :class:`~os3p_core.SchemaViolation` if the dict does not fit ``cls``.
         """
         fn = self._structure_fns.get(cls)
         if fn is None:
             fn = self._structure_fns[cls] = self.cattrs_converter.get_structure_hook(cls)
-        if payload is None:
-            payload = {}
-        elif not isinstance(payload, Mapping):
+        if not isinstance(payload, Mapping):
             raise SchemaViolation(
                 ErrorCode.FORMATION_VIOLATION,
                 f"data violates schema rule 'type' of {cls.__name__}: the payload is not a JSON object",
@@ -439,11 +434,11 @@ class PayloadConverter:
         except Exception as exc:
             raise _violation(exc, cls) from exc
 
-    def structure_request(self, action: str, payload: Mapping[str, Any] | None) -> Payload:
+    def structure_request(self, action: str, payload: Mapping[str, Any]) -> Payload:
         """The typed CALL payload of ``action``; ``KeyError`` if ``action`` is not an OS³P action."""
         return self.structure(payload, REQUEST_CLASSES[action])  # type: ignore[index]
 
-    def structure_response(self, action: str, payload: Mapping[str, Any] | None) -> Payload:
+    def structure_response(self, action: str, payload: Mapping[str, Any]) -> Payload:
         """The typed CALLRESULT payload of ``action``; ``KeyError`` if ``action`` is unknown."""
         return self.structure(payload, RESPONSE_CLASSES[action])  # type: ignore[index]
 
@@ -483,6 +478,13 @@ def _without_status(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
     def structure(payload: Mapping[str, Any], cls: Any) -> Any:
         if "status" in payload:
+            if payload["status"].__class__ is not str:  # tolerated, but only as the schema allows it
+                raise PayloadValueError(
+                    f"GetEffectiveStreetlightDayScheduleResponse.status: expected a string, "
+                    f"got {_json_type(payload['status'])}",
+                    rule="type",
+                    field="status",
+                )
             payload = {key: value for key, value in payload.items() if key != "status"}
         return fn(payload, cls)
 
@@ -515,7 +517,7 @@ def response_class(action: str) -> type[Payload]:
     return RESPONSE_CLASSES[action]  # type: ignore[index]
 
 
-def structure_request(action: str, payload: Mapping[str, Any] | None) -> Payload:
+def structure_request(action: str, payload: Mapping[str, Any]) -> Payload:
     """Turn a CALL payload dict into its typed request object (default converter).
 
     Raises :class:`~os3p_core.SchemaViolation` if it does not fit, ``KeyError`` for an unknown action.
@@ -523,7 +525,7 @@ def structure_request(action: str, payload: Mapping[str, Any] | None) -> Payload
     return (_default or default_converter()).structure_request(action, payload)
 
 
-def structure_response(action: str, payload: Mapping[str, Any] | None) -> Payload:
+def structure_response(action: str, payload: Mapping[str, Any]) -> Payload:
     """Turn a CALLRESULT payload dict into its typed response object (default converter)."""
     return (_default or default_converter()).structure_response(action, payload)
 

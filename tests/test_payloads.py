@@ -675,6 +675,21 @@ def _meter_values(**sampled_value: Any) -> dict[str, Any]:
             "data.action",
             "enum",
         ),
+        (
+            "UpdateFirmware",
+            {"retrieveDate": "2013-02-01T15:09:18Z", "location": "no uri"},
+            ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
+            "data.location",
+            "format",
+        ),
+        ("GetConfiguration", {"key": None}, ErrorCode.TYPE_CONSTRAINT_VIOLATION, "data.key", "type"),
+        (
+            "ClearSingleStreetlightProfile",
+            {"profileId": 1.0},
+            ErrorCode.TYPE_CONSTRAINT_VIOLATION,
+            "data.profileId",
+            "type",
+        ),
         ("Heartbeat", [], ErrorCode.FORMATION_VIOLATION, "data", "type"),
         (
             "SetStreetlightProfile",
@@ -778,11 +793,19 @@ def test_constructors_validate() -> None:
         ConfigurationKey("k", readonly=1)  # type: ignore[arg-type]
 
 
-def test_null_payload_is_an_empty_object() -> None:
-    # PROTOCOL-DECISIONS §2: payload null is treated as {}.
-    assert structure_request("Heartbeat", None) == HeartbeatRequest()
+def test_payload_that_is_not_an_object_is_a_formation_violation() -> None:
+    # PROTOCOL-DECISIONS §3, as the validators do (a null CALL payload is {} once decoded, §2).
+    payloads: list[Any] = [None, [], "{}", 1]
+    for payload in payloads:
+        with pytest.raises(SchemaViolation) as caught:
+            structure_request("Heartbeat", payload)
+        assert (caught.value.code, caught.value.path, caught.value.rule) == (
+            ErrorCode.FORMATION_VIOLATION,
+            "data",
+            "type",
+        )
     with pytest.raises(SchemaViolation) as caught:
-        structure_response("Heartbeat", None)
+        structure_response("Heartbeat", {})
     assert (caught.value.path, caught.value.rule) == ("data.currentTime", "required")
 
 

@@ -389,7 +389,7 @@ class GetFileRequest(Payload):
     is_request: ClassVar[bool] = True
 
     file_type: FileType = attrs.field(validator=enum_member(FileType))
-    location: str = attrs.field(validator=string())
+    location: str = attrs.field(validator=string(uri=True))
     request_id: str | None = attrs.field(default=None, validator=_REQUEST_ID)
     start_time: datetime | None = attrs.field(default=None, validator=aware_datetime(optional=True))
     stop_time: datetime | None = attrs.field(default=None, validator=aware_datetime(optional=True))
@@ -576,7 +576,7 @@ class UpdateFirmwareRequest(Payload):
     is_request: ClassVar[bool] = True
 
     retrieve_date: datetime = attrs.field(validator=aware_datetime())
-    location: str = attrs.field(validator=string())
+    location: str = attrs.field(validator=string(uri=True))
     retries: int | None = attrs.field(default=None, validator=integer(optional=True))
     retry_interval: int | None = attrs.field(default=None, validator=integer(optional=True))
     request_id: str | None = attrs.field(default=None, validator=_REQUEST_ID)
