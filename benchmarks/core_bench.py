@@ -336,14 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         f"median {statistics.median(values):.2f} ms, max {values[-1]:.2f} ms ({slowest}), "
         f"total {sum(values):.0f} ms"
     )
-    shown = (
-        "HeartbeatRequest",
-        "BootNotificationRequest",
-        "MeterValuesRequest",
-        "SetStreetlightProfileRequest",
-    )
-    for name in shown:
-        print(f"    {name:<32} {compile_ms[name]:6.2f} ms")
+    names = list(compile_ms)  # Action order, Request then Response
+    for i in range(0, len(names), 2):
+        print("    " + "   ".join(f"{name:<43} {compile_ms[name]:5.2f} ms" for name in names[i : i + 2]))
 
     rows: list[tuple[str, str, float, float]] = []
     for label, action, payload in MESSAGES:
