@@ -1,0 +1,244 @@
+"""Property tests: the effective schedule and the switching timeline agree with a brute-force oracle.
+
+The oracle below is written from STREETLIGHT-SEMANTICS alone and shares no code with
+``os3p_core._streetlight``: it answers "is the light on at instant t?" by finding the OS³P day that contains
+t, the winning profile of that day (from the wire dicts), and each period's instants with plain ``datetime``
+arithmetic.  Sun times come from ``os3p_core.sun_times``, which ``test_sun.py`` checks against published
+tables and an independent sun model.
+
+We evaluate it minute by minute over each day (at a random second within the minute, plus every boundary ± 1
+ms) and compare with the store's answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from os3p_core import ProfileStore, SiteLocation, sun_times
+
+SITES = [
+    SiteLocation(52.37, 4.90, "Europe/Amsterdam"),
+    SiteLocation(69.6492, 18.9553, "Europe/Oslo"),  # Tromsø: polar night and day
+    SiteLocation(-33.87, 151.21, "Australia/Sydney"),  # southern hemisphere, DST in December
+    SiteLocation(40.71, -74.01, "America/New_York"),  # west of Greenwich
+    SiteLocation(64.15, -21.94, "Atlantic/Reykjavik"),  # zone an hour east of its meridian
+]
+# Days near DST changes and polar transitions are over-represented on purpose.
+SPECIAL_DAYS = [
+    dt.date(2025, 3, 29),
+    dt.date(2025, 3, 30),
+    dt.date(2025, 10, 25),
+    dt.date(2025, 10, 26),
+    dt.date(2025, 4, 5),  # Sydney: DST ends 2025-04-06
+    dt.date(2025, 10, 4),  # Sydney: DST starts 2025-10-05
+    dt.date(2025, 3, 8),  # New York: DST starts 2025-03-09
+    dt.date(2025, 11, 1),  # New York: DST ends 2025-11-02
+    dt.date(2025, 11, 26),
+    dt.date(2026, 1, 14),
+    dt.date(2025, 5, 17),
+    dt.date(2025, 7, 25),
+]
+START = dt.date(2025, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The oracle
+# ----------------------------------------------------------------------------------------------------------
+
+
+def literal_date(text: str | None) -> dt.date | None:
+    return None if text is None else dt.date(int(text[0:4]), int(text[5:7]), int(text[8:10]))
+
+
+def applies(p: dict[str, Any], day: dt.date) -> bool:
+    lo, hi = literal_date(p.get("validFrom")), literal_date(p.get("validTo"))
+    if (lo is not None and day < lo) or (hi is not None and day > hi):
+        return False
+    if p["recurrencyKind"] == "Daily":
+        return True
+    assert lo is not None
+    if p["recurrencyKind"] == "Weekly":
+        return day.isoweekday() == lo.isoweekday()
+    return day == lo
+
+
+def noon(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, 12, tzinfo=zone)
+
+
+def oracle_day(t: dt.datetime, zone: ZoneInfo) -> dt.date:
+    for back in range(3):
+        day = t.astimezone(zone).date() - dt.timedelta(days=back)
+        if noon(day, zone) <= t < noon(day + dt.timedelta(days=1), zone):
+            return day
+    raise AssertionError("no day contains t")
+
+
+def point_instant(point: dict[str, Any], day: dt.date, site: SiteLocation) -> dt.datetime:
+    zone = site.timezone
+    if point["kind"] == "Absolute":
+        m = re.fullmatch(r"(\d\d):(\d\d):(\d\d)(?:\.(\d\d\d))?", point["time"])
+        assert m is not None
+        h, mi, s, ms = int(m[1]), int(m[2]), int(m[3]), int(m[4] or 0)
+        date = day if h >= 12 else day + dt.timedelta(days=1)
+        # datetime with tzinfo and fold=0: the semantics file's rule for gaps and repeats.
+        wall = dt.datetime(date.year, date.month, date.day, h, mi, s, ms * 1000, tzinfo=zone)
+        return wall.astimezone(dt.UTC)
+    sun = sun_times(site.latitude, site.longitude, day, zone)
+    event = sun.sunset if point["kind"] == "Sunset" else sun.sunrise
+    return event + dt.timedelta(seconds=point["offset"])
+
+
+def oracle_on(profiles: list[dict[str, Any]], t: dt.datetime, site: SiteLocation) -> bool:
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    day = oracle_day(t, zone)
+    candidates = [p for p in profiles if applies(p, day)]
+    if not candidates:
+        return False
+    winner = max(candidates, key=lambda p: p["stackLevel"])
+    w0, w1 = noon(day, zone), noon(day + dt.timedelta(days=1), zone)
+    for period in winner["daySchedule"]:
+        start = max(point_instant(period["start"], day, site), w0)
+        end = min(point_instant(period["end"], day, site), w1)
+        if start <= t < end:
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random profile stacks
+# ----------------------------------------------------------------------------------------------------------
+
+times = st.builds(
+    lambda h, m, s, ms: f"{h:02d}:{m:02d}:{s:02d}" + (f".{ms:03d}" if ms else ""),
+    st.integers(0, 23),
+    st.sampled_from([0, 0, 15, 30, 59]),
+    st.sampled_from([0, 0, 0, 30, 59]),
+    st.sampled_from([0, 0, 0, 500]),
+)
+points = st.one_of(
+    st.builds(lambda t: {"kind": "Absolute", "time": t}, times),
+    st.builds(
+        lambda k, o: {"kind": k, "offset": o},
+        st.sampled_from(["Sunset", "Sunrise"]),
+        st.one_of(st.sampled_from([0, 3600, -3600, 86400, -86400]), st.integers(-86400, 86400)),
+    ),
+)
+periods = st.lists(st.builds(lambda s, e: {"start": s, "end": e}, points, points), min_size=1, max_size=4)
+
+
+@st.composite
+def profile_stacks(draw: st.DrawFn) -> list[dict[str, Any]]:
+    count = draw(st.integers(1, 4))
+    levels = draw(st.lists(st.integers(0, 16), min_size=count, max_size=count, unique=True))
+    out = []
+    for i, level in enumerate(levels):
+        kind = draw(st.sampled_from(["Daily", "Daily", "Weekly", "None"]))
+        p: dict[str, Any] = {"profileId": i, "stackLevel": level, "recurrencyKind": kind}
+        start = draw(st.one_of(st.none(), st.dates(dt.date(2024, 12, 1), dt.date(2026, 2, 1))))
+        if start is None and kind != "Daily":
+            start = draw(st.dates(dt.date(2024, 12, 1), dt.date(2026, 2, 1)))
+        if start is not None:
+            # Time and offset of validFrom must not matter: only the literal date counts.
+            p["validFrom"] = f"{start}T{draw(st.sampled_from(['00:00:00', '23:59:59Z', '13:00:00-09:00']))}"
+            if draw(st.booleans()):
+                p["validTo"] = f"{start + dt.timedelta(days=draw(st.integers(0, 60)))}T05:00:00+14:00"
+        p["daySchedule"] = draw(periods)
+        out.append(p)
+    return out
+
+
+days = st.one_of(st.sampled_from(SPECIAL_DAYS), st.dates(dt.date(2024, 12, 1), dt.date(2026, 3, 1)))
+
+
+def install(profiles: list[dict[str, Any]]) -> ProfileStore:
+    store = ProfileStore()
+    result = store.set_streetlight_profile({"contactorId": 3, "streetlightProfiles": profiles})
+    assert result.status == "Accepted", result.reason
+    return store
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The properties
+# ----------------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(profiles=profile_stacks(), site=st.sampled_from(SITES), day=days, second=st.integers(0, 59))
+def test_effective_schedule_matches_oracle(
+    profiles: list[dict[str, Any]], site: SiteLocation, day: dt.date, second: int
+) -> None:
+    store = install(profiles)
+    sched = store.effective_day_schedule(3, day, site)
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    w0, w1 = noon(day, zone), noon(day + dt.timedelta(days=1), zone)
+    assert (sched.window_start, sched.window_end) == (int(w0.timestamp() * 1000), int(w1.timestamp() * 1000))
+    # Sorted, disjoint, non-touching, non-empty, inside the window.
+    flat = [x for iv in sched.intervals for x in iv]
+    assert flat == sorted(flat)
+    assert all(s < e for s, e in sched.intervals)
+    assert all(a[1] < b[0] for a, b in zip(sched.intervals, sched.intervals[1:], strict=False))
+    assert all(sched.window_start <= s and e <= sched.window_end for s, e in sched.intervals)
+    # Minute by minute, at a random second, plus every boundary and 1 ms before it.
+    samples = []
+    t = w0 + dt.timedelta(seconds=second)
+    while t < w1:
+        samples.append(t)
+        t += dt.timedelta(minutes=1)
+    one_ms = dt.timedelta(milliseconds=1)
+    for start, end in sched.periods:
+        samples += [x for x in (start - one_ms, start, end - one_ms, end) if w0 <= x < w1]
+    for t in samples:
+        assert sched.is_on(t) == oracle_on(profiles, t, site), t
+    # The wire payload is the same intervals, printed as local time.
+    payload = store.get_effective_day_schedule({"contactorId": 3, "at": f"{day}T00:00:00"}, site)
+    printed = [[p["start"], p["end"]] for p in payload["daySchedule"]]
+
+    def text(x: dt.datetime) -> str:
+        local = x.astimezone(zone)
+        ms = local.microsecond // 1000
+        return local.strftime("%H:%M:%S") + (f".{ms:03d}" if ms else "")
+
+    assert printed == [[text(s), text(e)] for s, e in sched.periods]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    profiles=profile_stacks(),
+    site=st.sampled_from(SITES),
+    day=days,
+    minute=st.integers(0, 25 * 60),
+    ms=st.integers(0, 59_999),
+)
+def test_switching_timeline_matches_oracle(
+    profiles: list[dict[str, Any]], site: SiteLocation, day: dt.date, minute: int, ms: int
+) -> None:
+    store = install(profiles)
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    at = noon(day, zone) + dt.timedelta(minutes=minute, milliseconds=ms)
+    state = store.switching_state(3, at, site, horizon_days=60)
+    assert state.on == oracle_on(profiles, at, site)
+    horizon_end = state.next_switch if state.next_switch is not None else state.checked_until
+    # Constant from `at` up to the switch: minute by minute over the first two days, then every 30 minutes.
+    t, step = at, dt.timedelta(minutes=1)
+    while t < horizon_end:
+        assert oracle_on(profiles, t, site) == state.on, t
+        if t - at > dt.timedelta(days=2):
+            step = dt.timedelta(hours=2)
+        t += step
+    if state.next_switch is not None:
+        one_ms = dt.timedelta(milliseconds=1)
+        assert state.next_switch > at
+        assert oracle_on(profiles, state.next_switch - one_ms, site) == state.on
+        assert oracle_on(profiles, state.next_switch, site) != state.on
+        # Walking the timeline: the next state is the flipped one.
+        assert store.switching_state(3, state.next_switch, site, horizon_days=60).on != state.on
