@@ -78,10 +78,27 @@ _DEFAULT_CONFIG: Final = Config()
 class _Outgoing:
     """One outgoing call (QUEUED -> IN_FLIGHT -> finished)."""
 
-    __slots__ = ("action", "call", "deadline", "payload", "state", "text", "timeout", "unique_id")
+    __slots__ = (
+        "action",
+        "call",
+        "deadline",
+        "payload",
+        "state",
+        "text",
+        "timeout",
+        "triggered",
+        "unique_id",
+    )
 
     def __init__(
-        self, unique_id: str, action: Action, call: Call, payload: dict[str, Any], text: str, timeout: float
+        self,
+        unique_id: str,
+        action: Action,
+        call: Call,
+        payload: dict[str, Any],
+        text: str,
+        timeout: float,
+        triggered: bool,
     ) -> None:
         self.unique_id = unique_id
         self.action = action
@@ -89,6 +106,7 @@ class _Outgoing:
         self.payload = payload  # the unstructured payload (the call may hold a typed object)
         self.text = text
         self.timeout = timeout
+        self.triggered = triggered  # sent on a TriggerMessage's credit (PROTOCOL-DECISIONS §5)
         self.deadline = 0.0
         self.state = CallState.QUEUED
 
@@ -484,9 +502,8 @@ class Connection:
         text = encode_call(unique_id, action.value, payload)
         if use_trigger:
             self._use_trigger(action)
-        rec = _Outgoing(
-            unique_id, action, call, payload, text, self._timeout if call.timeout is None else call.timeout
-        )
+        timeout = self._timeout if call.timeout is None else call.timeout
+        rec = _Outgoing(unique_id, action, call, payload, text, timeout, use_trigger)
         if room:
             self._launch(rec, now)
         else:
@@ -596,6 +613,24 @@ class Connection:
         queued = self._queued
         while queued and len(self._in_flight) < self._max_in_flight:
             rec = queued.pop(next(iter(queued)))
+            if (
+                self._initiate is not Initiate.ALL
+                and not self._is_central
+                and rec.action is not _BOOT
+                and not rec.triggered
+            ):
+                # Queued while Accepted; a BootNotification ahead of it was then answered Pending
+                # or Rejected: the Substation "sends nothing but BootNotification" (§5).
+                self._advance(rec, CallEvent.FAILURE)
+                self._n_failures += 1
+                error = LocalProtocolError(
+                    f"{rec.action.value} may not be sent in boot state {self._boot_state.value}",
+                    ErrorCode.SECURITY_ERROR,
+                )
+                self._events.append(
+                    CallFailed(rec.unique_id, rec.action, rec.call, FailureReason.NOT_ALLOWED, error)
+                )
+                continue
             self._launch(rec, now)
 
     def _answer_boot(self, payload: dict[str, Any]) -> None:

@@ -223,6 +223,10 @@ class FailureReason(enum.Enum):
     INVALID_RESPONSE = "invalid response"
     #: ``connection_lost()`` was called while the call was queued or in flight (§4).
     CONNECTION_LOST = "connection lost"
+    #: A Substation's queued call whose turn came when the boot state no longer allowed it (a
+    #: BootNotification ahead of it was answered Pending or Rejected): "Until a BootNotification is
+    #: Accepted it sends nothing but BootNotification" (PROTOCOL-DECISIONS §5).  Never sent.
+    NOT_ALLOWED = "not allowed"
 
 
 @attrs.frozen(slots=True)
@@ -230,8 +234,10 @@ class CallFailed:
     """Our ``call`` ended without a usable response.
 
     ``error`` says why and whose fault: a :class:`~os3p_core.RemoteProtocolError` with the schema
-    violation's code for an invalid response, a plain :class:`~os3p_core.ProtocolError` when the
-    connection was lost.  The unique id, if the call had been sent, is ``unique_id``.
+    violation's code for an invalid response, a :class:`~os3p_core.LocalProtocolError`
+    (``SecurityError``) for a call the boot state no longer allows, a plain
+    :class:`~os3p_core.ProtocolError` when the connection was lost.  ``unique_id`` is the id
+    ``send`` returned, whether or not the call had gone out.
     """
 
     unique_id: str

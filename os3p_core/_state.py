@@ -14,8 +14,8 @@ websocket connection." (§J4.1.2).  So a connection tracks
 * its **outgoing calls**, each QUEUED (waiting for a free slot: by default "at most one outstanding
   outgoing CALL per connection; further calls wait in a FIFO queue", PROTOCOL-DECISIONS §4, after
   OCPP-J 1.6 §4.1.1), then IN_FLIGHT (written, a deadline running), then finished exactly once:
-  ANSWERED (CALLRESULT), ERRORED (CALLERROR), TIMED_OUT, or FAILED (invalid response payload, or
-  the connection was lost);
+  ANSWERED (CALLRESULT), ERRORED (CALLERROR), TIMED_OUT, or FAILED (invalid response payload, the
+  connection was lost, or - still queued - the boot state stopped allowing it);
 * the **incoming calls** it is handling, each HANDLING until the application sends the CALLRESULT
   or CALLERROR (or the connection is lost: ABANDONED).  "an existing call with the same unique
   identifier is being handled already" is a CALLERROR (§J4.4 case 2: ``ProtocolError``,
@@ -162,6 +162,7 @@ class CallEvent(enum.Enum):
 CALL_TRANSITIONS: Final[dict[tuple[CallState, CallEvent], CallState]] = {
     (CallState.QUEUED, CallEvent.SLOT_FREE): CallState.IN_FLIGHT,
     (CallState.QUEUED, CallEvent.CONNECTION_LOST): CallState.FAILED,
+    (CallState.QUEUED, CallEvent.FAILURE): CallState.FAILED,  # the boot state no longer allows it
     (CallState.IN_FLIGHT, CallEvent.RESULT): CallState.ANSWERED,
     (CallState.IN_FLIGHT, CallEvent.ERROR): CallState.ERRORED,
     (CallState.IN_FLIGHT, CallEvent.DEADLINE): CallState.TIMED_OUT,

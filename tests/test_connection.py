@@ -843,3 +843,34 @@ def test_central_boot_answered_with_an_error_changes_nothing() -> None:
     assert isinstance(event, CallReceived)
     conn.send(event.error(ErrorCode.INTERNAL_ERROR), 0.0)
     assert conn.boot_state is BootState.NEW
+
+
+def test_queued_call_fails_when_a_boot_ahead_of_it_is_not_accepted() -> None:
+    p = ConnectionPair(previously_accepted=True)
+    p.substation.send(Call("BootNotification", BOOT_REQUEST), p.now)
+    heartbeat = p.substation.send(Call("Heartbeat"), p.now)  # allowed now (Accepted): queued
+    p.flush(p.substation)
+    (boot,) = drain(p.central)
+    p.central.send(boot.result(boot_response("Pending")), p.now)
+    p.flush(p.central)
+    events = drain(p.substation)
+    assert [type(e) for e in events] == [ResultReceived, BootStateChanged, CallFailed]
+    assert events[2].unique_id == heartbeat
+    assert events[2].reason is FailureReason.NOT_ALLOWED
+    assert isinstance(events[2].error, LocalProtocolError)
+    assert events[2].error.code is ErrorCode.SECURITY_ERROR
+    assert p.substation.messages_to_send() == []  # never sent
+
+
+def test_queued_triggered_call_still_goes() -> None:
+    p = ConnectionPair()
+    p.boot("Pending")
+    p.call(p.central, "TriggerMessage", trigger_request("StatusNotification"), {"status": "Accepted"})
+    p.substation.send(Call("BootNotification", BOOT_REQUEST), p.now)
+    status = p.substation.send(Call("StatusNotification", STATUS_REQUEST), p.now)  # queued on the credit
+    p.flush(p.substation)
+    (boot,) = drain(p.central)
+    p.central.send(boot.result(boot_response("Rejected")), p.now)
+    p.flush(p.central)
+    assert [type(e) for e in drain(p.substation)] == [ResultReceived, BootStateChanged]
+    assert [json.loads(m)[1] for m in p.substation.messages_to_send()] == [status]
