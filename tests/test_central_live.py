@@ -283,6 +283,13 @@ async def test_every_cs_initiated_call_through_api_and_cli(
         await service.central.add_station("OFFLINE")
         async with station(service, "S1") as st:
             await st.result("BootNotification", BOOT)
+            info = (await client.get("/api/info")).json()
+            assert info["websocket"] == service.ws_url
+            assert info["stationsConnected"] == 1
+            assert info["firmwareBase"] == f"{service.api_url}/firmware/"
+            view = (await client.get("/api/stations/S1")).json()
+            # The GetFile ``location`` an operator gives this station: uploads land in /files/S1/<fileName>.
+            assert view["uploadLocation"] == f"{service.api_url}/files/S1"
             for action, (request, response) in CS_CALLS.items():
                 r = await client.post(f"/api/stations/S1/calls/{action}", json=request)
                 assert r.status_code == 200, (action, r.text)
@@ -349,11 +356,6 @@ async def test_boot_override_pending_and_rejected(tmp_path: Path) -> None:
         assert not record.accepted
 
 
-@pytest.mark.xfail(
-    reason="os3p_trio Session (issue 5, in progress): after an *async* handler's Rejected answer the close "
-    "request is only acted on when the next message arrives",
-    strict=False,
-)
 async def test_rejected_boot_closes_the_connection(tmp_path: Path) -> None:
     async with running(tmp_path, CentralConfig(boot_status=BootStatus.REJECTED)) as (service, _):
         await service.central.add_station("R")

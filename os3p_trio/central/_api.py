@@ -3,6 +3,7 @@ process as the WebSocket server.
 
 Routes (all JSON; times are OS³P date-times with ``Z``)::
 
+    GET    /api/info                                        URLs (WebSocket, firmware, uploads) and policy
     GET    /api/stations                                    every station and its state
     POST   /api/stations                 {"identity", "password"?}   register (201; 409 if it exists)
     GET    /api/stations/{identity}                         record + effective state
@@ -30,6 +31,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import trio
@@ -68,7 +70,7 @@ __all__ = [
 ]
 
 # A file name we serve or accept: no path separators, no leading dot (no "..", no hidden files).
-_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.=+-]{0,199}")
+_FILE_NAME = re.compile(r"(?!\.)[\w.=+-]{1,200}")
 _CHUNK = 64 * 1024
 
 
@@ -224,10 +226,37 @@ async def _receive_file(request: Request, target: Path, limit: int) -> tuple[int
     return size, digest.hexdigest()
 
 
-def create_api(central: CentralSystem, files: FileArea) -> Starlette:
-    """The operator API of ``central`` as an ASGI application (run it with hypercorn's trio worker)."""
+def create_api(central: CentralSystem, files: FileArea, *, public_url: str | None = None) -> Starlette:
+    """The operator API of ``central`` as an ASGI application (run it with hypercorn's trio worker).
+
+    ``public_url`` is the base URL stations use to reach this API (for firmware downloads and GetFile
+    uploads); by default the URL the request came in on.
+    """
     store = central.store
     files.ensure()
+
+    def base_url(request: Request) -> str:
+        return (public_url or str(request.base_url)).rstrip("/")
+
+    def locations(request: Request, identity: str) -> dict[str, str]:
+        base = base_url(request)
+        return {
+            "uploadLocation": f"{base}/files/{quote(identity, safe='')}",
+            "firmwareBase": f"{base}/firmware/",
+        }
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "websocket": central.ws_url,
+                "firmwareBase": f"{base_url(request)}/firmware/",
+                "uploadBase": f"{base_url(request)}/files/",
+                "openRegistration": central.config.open_registration,
+                "bootStatus": central.config.boot_status.value,
+                "heartbeatInterval": central.config.heartbeat_interval,
+                "stationsConnected": central.live.count() if central.live is not None else 0,
+            }
+        )
 
     async def list_stations(request: Request) -> Response:
         return JSONResponse([station_json(s) for s in await store.list_stations()])
@@ -251,7 +280,8 @@ def create_api(central: CentralSystem, files: FileArea) -> Starlette:
         state = await store.station_state(identity)
         if state is None:
             return _not_found(identity)
-        return JSONResponse(state_json(state))
+        # Where this station uploads GetFile results (the ``location`` to send) and finds firmware.
+        return JSONResponse({**state_json(state), **locations(request, identity)})
 
     async def delete_station(request: Request) -> Response:
         identity = request.path_params["identity"]
@@ -384,6 +414,7 @@ def create_api(central: CentralSystem, files: FileArea) -> Starlette:
         return JSONResponse(upload_json(upload), status_code=201)
 
     routes = [
+        Route("/api/info", info, methods=["GET"]),
         Route("/api/stations", list_stations, methods=["GET"]),
         Route("/api/stations", add_station, methods=["POST"]),
         Route("/api/stations/{identity}", get_station, methods=["GET"]),

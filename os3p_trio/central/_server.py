@@ -86,6 +86,9 @@ class _LiveSessions:
         session = self.server.get(identity)
         return None if session is None or session.is_closed else _SessionLink(session)
 
+    def count(self) -> int:
+        return len(self.server.sessions)
+
 
 def build_router(central: CentralSystem) -> Router:
     """A router with a handler for each of the 8 station-initiated actions (annex §6): store, then answer."""
@@ -137,12 +140,14 @@ async def open_central_service(
     keyfile: str | None = None,
     files: FileArea,
     secret: bytes | None = None,
+    public_url: str | None = None,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
     ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
-    ``wss://``; ``certfile``/``keyfile`` serve the API over https.  On exit every connection is closed (1001)
-    and queued store writes are committed.
+    ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
+    stations see it (firmware downloads, GetFile uploads), by default the URL of each request.  On exit every
+    connection is closed (1001) and queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
     # A crash may have left stations marked connected: nothing is connected before we listen.
@@ -171,9 +176,13 @@ async def open_central_service(
             )
         )
         central.live = _LiveSessions(server)
+        scheme = "wss" if ssl_context is not None else "ws"
+        endpoint = server_config.endpoints[0]
+        ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
+        central.ws_url = ws_url
         api_url = await nursery.start(
             lambda task_status: serve_api(
-                create_api(central, files),
+                create_api(central, files, public_url=public_url),
                 host=api_host,
                 port=api_port,
                 certfile=certfile,
@@ -181,9 +190,6 @@ async def open_central_service(
                 task_status=task_status,
             )
         )
-        scheme = "wss" if ssl_context is not None else "ws"
-        endpoint = server_config.endpoints[0]
-        ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
         try:
             yield CentralService(central, server, ws_url, api_url)
         finally:
@@ -269,6 +275,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 keyfile=args.keyfile,
                 files=files,
                 secret=secret,
+                public_url=args.public_url,
             ) as service,
         ):
             print(f"websocket {service.ws_url}", flush=True)

@@ -76,6 +76,10 @@ class LiveStations(Protocol):
         """The live connection of ``identity``, or ``None``."""
         ...
 
+    def count(self) -> int:
+        """How many stations are connected."""
+        ...
+
 
 @attrs.frozen(slots=True)
 class CentralConfig:
@@ -116,6 +120,8 @@ class CentralSystem:
         self.config = config or CentralConfig()
         self.clock = clock
         self.live: LiveStations | None = None
+        #: The WebSocket endpoint URL once the server listens (``ws://host:port/OS3P``), for the operator.
+        self.ws_url: str | None = None
         self.handlers: dict[Action, Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]] = {
             Action.BOOT_NOTIFICATION: self.on_boot_notification,
             Action.HEARTBEAT: self.on_heartbeat,
