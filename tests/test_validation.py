@@ -311,6 +311,7 @@ def test_validators_compile_lazily_and_once() -> None:
         "import sys, os3p_core\n"
         "from os3p_core import _validation as v\n"
         "assert not v._request_validators and not v._response_validators\n"
+        "assert 'fastjsonschema' not in sys.modules, 'import os3p_core should not import fastjsonschema'\n"
         "os3p_core.validate_request('Heartbeat', {})\n"
         "f = v._request_validators['Heartbeat']\n"
         "assert list(v._request_validators) == ['Heartbeat'] and not v._response_validators\n"
