@@ -122,7 +122,12 @@ def _parse_int(text: str, minimum: int) -> int:
 def _known_zones() -> frozenset[str]:
     # Computed once (it walks the tz database, ~0.1 s).  Membership, not ZoneInfo(name) alone: ZoneInfo also
     # opens files like "localtime" or "posixrules" that are not IANA zone names.
-    return frozenset(zoneinfo.available_timezones())
+    # The system tz directory can also list "localtime", "posixrules" and the "posix/" / "right/" copies.
+    return frozenset(
+        name
+        for name in zoneinfo.available_timezones()
+        if name not in {"localtime", "posixrules"} and not name.startswith(("posix/", "right/"))
+    )
 
 
 def _parse_zone(text: str) -> zoneinfo.ZoneInfo:
@@ -358,7 +363,10 @@ class ConfigurationStore:
             if not isinstance(value, str):
                 raise ValueError(f"configuration snapshot: {key!r} is not a string")
             if key in _WRITABLE:
-                trial._set(key, value)
+                try:
+                    trial._set(key, value)
+                except ValueError as exc:
+                    raise ValueError(f"configuration snapshot: {exc}") from None
             elif key in trial._vendor and not trial._vendor[key].readonly:
                 result = trial.change_configuration({"key": key, "value": value})
                 if result.status != "Accepted":
