@@ -28,6 +28,16 @@ from ._meters import (
 from ._meters import advance as advance_meters
 from ._meters import sample as sample_meters
 from ._outbox import RETRY_LATER_CODES, Backoff, Disposition, classify_error
+from ._simulation import (
+    CentralModel,
+    FaultPlan,
+    Link,
+    LinkProfile,
+    Received,
+    SimStation,
+    Simulation,
+    VirtualLoop,
+)
 from ._station import (
     DURABLE_ACTIONS,
     Output,
@@ -57,6 +67,7 @@ __all__ = [
     "RETRY_LATER_CODES",
     "Alarm",
     "Backoff",
+    "CentralModel",
     "Change",
     "ContactorState",
     "Contactors",
@@ -64,10 +75,13 @@ __all__ = [
     "Download",
     "FaultConfig",
     "FaultIndicators",
+    "FaultPlan",
     "Firmware",
     "FirmwarePhase",
     "Indicator",
     "IndicatorKind",
+    "Link",
+    "LinkProfile",
     "LocalSwitch",
     "MVStatus",
     "MeterProfile",
@@ -79,8 +93,11 @@ __all__ = [
     "OverrideAction",
     "OverrideStatus",
     "Reboot",
+    "Received",
     "SQLiteStore",
     "SampledValue",
+    "SimStation",
+    "Simulation",
     "Station",
     "StationConfig",
     "StationStore",
@@ -89,6 +106,7 @@ __all__ = [
     "TransferError",
     "Upload",
     "Uploads",
+    "VirtualLoop",
     "advance_meters",
     "boot_fields_for",
     "classify_error",
