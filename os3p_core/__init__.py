@@ -50,7 +50,6 @@ from ._state import BootState
 
 # --- section: typed payloads and converter ---
 # isort: split
-from . import payloads
 from ._converter import (
     PayloadConverter,
     default_converter,
@@ -60,6 +59,9 @@ from ._converter import (
     structure_response,
     unstructure,
 )
+
+# os3p_core.payloads is created on first access, not by ``import os3p_core`` (~40 ms of attrs classes).
+from ._converter import _package_getattr as __getattr__  # noqa: F401
 
 # --- end section ---
 

@@ -40,8 +40,8 @@ any input that does not fit raises :class:`~os3p_core.SchemaViolation` with the 
 of PROTOCOL-DECISIONS §3, the JSON path (``data.meterValue[0].sampledValue[1].measurand``) and
 the rule, the same shape the validators produce.
 
-Importing this module does not import cattrs (~15 ms); the default converter is built on first
-use.
+Importing this module imports neither cattrs nor the payload classes (together ~50 ms); the
+default converter is built, and they are imported, on first use.
 """
 
 from __future__ import annotations
@@ -59,22 +59,11 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from ._errors import ErrorCode, SchemaViolation
-from .payloads import _enums
-from .payloads._checks import PayloadValueError, wire_name
-from .payloads._messages import (
-    REQUEST_CLASSES,
-    RESPONSE_CLASSES,
-    GetEffectiveStreetlightDayScheduleResponse,
-    Payload,
-    SetStreetlightProfileRequest,
-)
-from .payloads._values import ConfigurationKey, MeterValue, SampledValue, StreetlightProfile
 
 if TYPE_CHECKING:
     import cattrs
 
-#: Every enum used by a payload class (each gets exact-class hooks, see PayloadConverter).
-_PAYLOAD_ENUMS: Final = tuple(getattr(_enums, name) for name in _enums.__all__)
+    from .payloads import Payload
 
 __all__ = [
     "DEFAULT_TIME_ZONE",
@@ -93,11 +82,6 @@ P = TypeVar("P")
 
 #: The station zone when nothing else is configured: the ``TimeZone`` key's default (PROTOCOL-DECISIONS §6).
 DEFAULT_TIME_ZONE: Final = "Europe/Amsterdam"
-
-#: The objects whose annex schema does not say ``additionalProperties: false`` (and neither does
-#: PROTOCOL-DECISIONS §8): unknown keys inside them are valid, so they are ignored (and dropped).
-#: Everywhere else an unknown key is an error, as it is for the validators.
-_OPEN_CLASSES: Final = frozenset({ConfigurationKey, MeterValue, SampledValue, StreetlightProfile})
 
 #: Longest errorDescription on the wire (PROTOCOL-DECISIONS §3).
 _MAX_DESCRIPTION: Final = 255
@@ -192,6 +176,8 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
         ForbiddenExtraKeysError,
         IterableValidationNote,
     )
+
+    from .payloads._checks import PayloadValueError, wire_name
 
     path = container = "data"  # container: the object that held the failing value
     while isinstance(exc, BaseExceptionGroup):
@@ -322,6 +308,23 @@ class PayloadConverter:
         import cattrs
         from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+        # Imported here, not at module level: building ~50 attrs classes costs ~40 ms, which only
+        # a process that uses typed payloads should pay (like cattrs itself).
+        from .payloads import _enums, _messages, _values
+        from .payloads._checks import wire_name
+
+        # The objects whose annex schema does not say ``additionalProperties: false`` (nor does
+        # PROTOCOL-DECISIONS §8): unknown keys inside them are valid, so they are ignored (and
+        # dropped).  Everywhere else an unknown key is an error, as it is for the validators.
+        open_classes = {
+            _values.ConfigurationKey,
+            _values.MeterValue,
+            _values.SampledValue,
+            _values.StreetlightProfile,
+        }
+        self._requests: Final[Mapping[str, type[Payload]]] = _messages.REQUEST_CLASSES  # type: ignore[assignment]
+        self._responses: Final[Mapping[str, type[Payload]]] = _messages.RESPONSE_CLASSES  # type: ignore[assignment]
+
         self.local_tz: Final[tzinfo] = _time_zone(local_tz)
         conv = cattrs.Converter(
             forbid_extra_keys=True,
@@ -336,7 +339,7 @@ class PayloadConverter:
         conv.register_structure_hook(str, _structure_str)
         conv.register_structure_hook(int, _structure_int)
         conv.register_structure_hook(bool, _structure_bool)
-        for enum_cls in _PAYLOAD_ENUMS:
+        for enum_cls in (getattr(_enums, name) for name in _enums.__all__):
             conv.register_structure_hook(enum_cls, _enum_hook(enum_cls))
             conv.register_unstructure_hook(enum_cls, _unstructure_enum)
 
@@ -394,11 +397,11 @@ class PayloadConverter:
 
         def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
             fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
-                cls, conv, _cattrs_forbid_extra_keys=cls not in _OPEN_CLASSES, **renames(cls)
+                cls, conv, _cattrs_forbid_extra_keys=cls not in open_classes, **renames(cls)
             )
-            if cls is SetStreetlightProfileRequest:
+            if cls is _messages.SetStreetlightProfileRequest:
                 return _with_clear_schedule_alias(fn)
-            if cls is GetEffectiveStreetlightDayScheduleResponse:
+            if cls is _messages.GetEffectiveStreetlightDayScheduleResponse:
                 return _without_status(fn)
             return fn
 
@@ -436,11 +439,11 @@ class PayloadConverter:
 
     def structure_request(self, action: str, payload: Mapping[str, Any]) -> Payload:
         """The typed CALL payload of ``action``; ``KeyError`` if ``action`` is not an OS³P action."""
-        return self.structure(payload, REQUEST_CLASSES[action])  # type: ignore[index]
+        return self.structure(payload, self._requests[action])
 
     def structure_response(self, action: str, payload: Mapping[str, Any]) -> Payload:
         """The typed CALLRESULT payload of ``action``; ``KeyError`` if ``action`` is unknown."""
-        return self.structure(payload, RESPONSE_CLASSES[action])  # type: ignore[index]
+        return self.structure(payload, self._responses[action])
 
     def unstructure(self, obj: Any) -> dict[str, Any]:
         """The wire dict of a payload object: camelCase keys, absent optionals omitted."""
@@ -479,6 +482,8 @@ def _without_status(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def structure(payload: Mapping[str, Any], cls: Any) -> Any:
         if "status" in payload:
             if payload["status"].__class__ is not str:  # tolerated, but only as the schema allows it
+                from .payloads._checks import PayloadValueError
+
                 raise PayloadValueError(
                     f"GetEffectiveStreetlightDayScheduleResponse.status: expected a string, "
                     f"got {_json_type(payload['status'])}",
@@ -489,6 +494,16 @@ def _without_status(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         return fn(payload, cls)
 
     return structure
+
+
+def _package_getattr(name: str) -> Any:
+    """``os3p_core.__getattr__``: the typed payload classes are opt-in, so ``import os3p_core``
+    does not create them (~40 ms of attrs class creation); ``os3p_core.payloads`` does."""
+    if name == "payloads":
+        import importlib
+
+        return importlib.import_module("os3p_core.payloads")
+    raise AttributeError(f"module 'os3p_core' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,12 +523,16 @@ def default_converter() -> PayloadConverter:
 
 def request_class(action: str) -> type[Payload]:
     """The request payload class of ``action`` (``KeyError`` if it is not an OS³P action)."""
+    from .payloads._messages import REQUEST_CLASSES
+
     # An Action is a StrEnum: a plain string finds its member's entry.
     return REQUEST_CLASSES[action]  # type: ignore[index]
 
 
 def response_class(action: str) -> type[Payload]:
     """The response payload class of ``action`` (``KeyError`` if it is not an OS³P action)."""
+    from .payloads._messages import RESPONSE_CLASSES
+
     return RESPONSE_CLASSES[action]  # type: ignore[index]
 
 
