@@ -18,8 +18,17 @@ import httpx
 import pytest
 import trio
 
-from os3p_trio._errors import CallErrorReceived, CallTimeout, ConnectionClosed
-from os3p_trio.central import CentralConfig, CentralSystem, FileArea, create_api, open_sqlite_store, serve_api
+from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed
+from os3p_trio.central import (
+    CentralConfig,
+    CentralSystem,
+    FileArea,
+    StationLink,
+    create_api,
+    open_sqlite_store,
+    serve_api,
+)
+from os3p_trio.central._api import upload_token
 
 SECRET = b"s" * 32
 T0 = 1_700_000_000.0
@@ -42,8 +51,11 @@ class ScriptedLink:
 class Links:
     by_identity: dict[str, ScriptedLink] = attrs.field(factory=dict)
 
-    def get(self, identity: str) -> ScriptedLink | None:
+    def get(self, identity: str) -> StationLink | None:
         return self.by_identity.get(identity)
+
+    def count(self) -> int:
+        return len(self.by_identity)
 
 
 @attrs.define
@@ -234,15 +246,61 @@ async def test_firmware_publish_download_and_getfile_upload(env: Env) -> None:
     assert not (env.files.firmware_dir / "big.bin").exists()
 
     csv = b"timestamp,measurand,value\n2026-11-26T10:00:00Z,Voltage.L1N,231.5\n"
-    up = await c.put("/files/S%201/MeterValueHistory-S1.csv", content=csv)
+    location = (await c.get("/api/stations/S%201")).json()["uploadLocation"]
+    assert location == f"{env.url}/files/S%201/{upload_token(SECRET, 'S 1')}"
+    # The GetFile ``location``; the station PUTs <location>/<fileName> (os3p_sim does exactly this).
+    up = await c.put(f"{location}/MeterValueHistory-S1.csv", content=csv)
     assert up.status_code == 201, up.text
     assert up.json()["size"] == len(csv)
-    post = await c.post("/files/S%201/syslog.txt", content=b"log line\n")
+    post = await c.post(f"{location}/syslog.txt", content=b"log line\n")
     assert post.status_code == 201
-    assert (await c.put("/files/nobody/x.csv", content=b"x")).status_code == 404
-    assert (await c.put("/files/S%201/too-big.csv", content=b"x" * 1001)).status_code == 413
+    assert (await c.put(f"{location}/Ünïcode-Station.log", content=b"x")).status_code == 201
+    # Without the capability token: refused, whoever asks.
+    assert (
+        await c.put("/files/S%201/0123456789abcdef0123456789abcdef/x.csv", content=b"x")
+    ).status_code == 403
+    assert (
+        await c.put(f"/files/nobody/{upload_token(SECRET, 'nobody')}/x.csv", content=b"x")
+    ).status_code == 404
+    assert (await c.put(f"{location}/too-big.csv", content=b"x" * 1001)).status_code == 413
+    assert (await c.put(f"{location}/.hidden", content=b"x")).status_code == 400
     listed = (await c.get("/api/stations/S%201/uploads")).json()
-    assert [u["fileName"] for u in listed] == ["syslog.txt", "MeterValueHistory-S1.csv"]
+    assert [u["fileName"] for u in listed] == [
+        "Ünïcode-Station.log",
+        "syslog.txt",
+        "MeterValueHistory-S1.csv",
+    ]
     stored = list(env.files.uploads_dir.rglob("MeterValueHistory-S1.csv"))
     assert len(stored) == 1
     assert stored[0].read_bytes() == csv
+
+
+async def test_api_token_protects_operator_routes_only(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "cs.sqlite") as store, trio.open_nursery() as nursery:
+        central = CentralSystem(store, CentralConfig(), clock=lambda: T0, secret=SECRET)
+        await central.add_station("S1")
+        files = FileArea(tmp_path / "firmware", tmp_path / "uploads")
+        (tmp_path / "firmware").mkdir()
+        (tmp_path / "firmware" / "fw.bin").write_bytes(b"image")
+        app = create_api(central, files, api_token="t0ken")
+        url = await nursery.start(lambda task_status: serve_api(app, task_status=task_status))
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            for method, path in [
+                ("GET", "/api/stations"),
+                ("GET", "/api/stations/S1"),
+                ("POST", "/api/stations/S1/calls/Reset"),
+                ("PUT", "/api/firmware/x.bin"),
+            ]:
+                r = await c.request(method, path)
+                assert r.status_code == 401, path
+                assert r.headers["www-authenticate"].startswith("Bearer")
+            assert (
+                await c.get("/api/stations", headers={"Authorization": "Bearer wrong"})
+            ).status_code == 401
+            ok = await c.get("/api/stations", headers={"Authorization": "Bearer t0ken"})
+            assert [s["identity"] for s in ok.json()] == ["S1"]
+            # Stations need no operator token: firmware is public, uploads carry their capability token.
+            assert (await c.get("/firmware/fw.bin")).content == b"image"
+            put = await c.put(f"/files/S1/{upload_token(SECRET, 'S1')}/log.txt", content=b"x")
+            assert put.status_code == 201
+        nursery.cancel_scope.cancel()

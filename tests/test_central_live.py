@@ -24,8 +24,9 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
-from os3p_trio._server import ServerConfig
+from os3p_trio import ServerConfig
 from os3p_trio.central import BootStatus, CentralConfig, FileArea, open_sqlite_store
+from os3p_trio.central._api import upload_token
 from os3p_trio.central._server import CentralService, open_central_service
 from os3p_trio.central.cli import main as cli_main
 
@@ -289,7 +290,7 @@ async def test_every_cs_initiated_call_through_api_and_cli(
             assert info["firmwareBase"] == f"{service.api_url}/firmware/"
             view = (await client.get("/api/stations/S1")).json()
             # The GetFile ``location`` an operator gives this station: uploads land in /files/S1/<fileName>.
-            assert view["uploadLocation"] == f"{service.api_url}/files/S1"
+            assert view["uploadLocation"] == f"{service.api_url}/files/S1/{upload_token(SECRET, 'S1')}"
             for action, (request, response) in CS_CALLS.items():
                 r = await client.post(f"/api/stations/S1/calls/{action}", json=request)
                 assert r.status_code == 200, (action, r.text)

@@ -15,7 +15,8 @@ Routes (all JSON; times are OS³P date-times with ``Z``)::
     POST   /api/stations/{identity}/calls/{Action}          payload as body -> {"result": ...}
     PUT    /api/firmware/{name}                             publish a firmware image (raw body)
     GET    /firmware/{name}                                 download it (UpdateFirmware ``location``)
-    PUT|POST /files/{identity}/{name}                       a station's GetFile upload (raw body)
+    PUT|POST /files/{identity}/{token}/{name}               a station's GetFile upload (raw body); the
+                                                            station's ``uploadLocation`` carries the token
 
 Errors are ``{"error": <kind>, "message": ..., ...}`` with the status codes of ``docs/central.md``: 404
 unknown
@@ -27,8 +28,10 @@ description and details), 504 the call timed out.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,7 +46,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from os3p_core import SchemaViolation
-from os3p_trio._errors import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
+from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
 
 from ._service import CentralSystem, NotConnected, UnknownAction, format_time
 from ._sqlite import parse_timestamp
@@ -226,22 +229,57 @@ async def _receive_file(request: Request, target: Path, limit: int) -> tuple[int
     return size, digest.hexdigest()
 
 
-def create_api(central: CentralSystem, files: FileArea, *, public_url: str | None = None) -> Starlette:
+def upload_token(secret: bytes | None, identity: str) -> str:
+    """The capability token in a station's upload URL: HMAC-SHA256(secret, identity), 32 hex digits.
+
+    Stateless and unguessable without the server secret, so only whoever was handed the ``uploadLocation``
+    (the operator, and the station through GetFile's ``location``) can upload files for that station.
+    """
+    return hmac.new(secret or b"", b"os3p-upload\x00" + identity.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def create_api(
+    central: CentralSystem,
+    files: FileArea,
+    *,
+    public_url: str | None = None,
+    api_token: str | None = None,
+) -> Starlette:
     """The operator API of ``central`` as an ASGI application (run it with hypercorn's trio worker).
 
     ``public_url`` is the base URL stations use to reach this API (for firmware downloads and GetFile
-    uploads); by default the URL the request came in on.
+    uploads); by default the URL the request came in on.  ``api_token``: every ``/api/`` route requires
+    ``Authorization: Bearer <api_token>`` (401 otherwise); ``None`` leaves them open (bind to loopback then).
+    Firmware downloads are open; uploads need the station's capability URL (:func:`upload_token`).
     """
     store = central.store
     files.ensure()
+    expected = None if api_token is None else ("Bearer " + api_token).encode()
+
+    def operator(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        if expected is None:
+            return handler
+
+        async def checked(request: Request) -> Response:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = _error(401, "Unauthorized", "this API needs Authorization: Bearer <token>")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="os3p-central"'
+                return response
+            return await handler(request)
+
+        return checked
 
     def base_url(request: Request) -> str:
         return (public_url or str(request.base_url)).rstrip("/")
 
     def locations(request: Request, identity: str) -> dict[str, str]:
         base = base_url(request)
+        token = upload_token(central.secret, identity)
         return {
-            "uploadLocation": f"{base}/files/{quote(identity, safe='')}",
+            "uploadLocation": f"{base}/files/{quote(identity, safe='')}/{token}",
             "firmwareBase": f"{base}/firmware/",
         }
 
@@ -399,6 +437,10 @@ def create_api(central: CentralSystem, files: FileArea, *, public_url: str | Non
     async def receive_upload(request: Request) -> Response:
         identity = request.path_params["identity"]
         name = request.path_params["name"]
+        token = request.path_params["token"].encode()
+        if not hmac.compare_digest(token, upload_token(central.secret, identity).encode()):
+            # The same answer for an unknown station: the token is the credential.
+            return _error(403, "Forbidden", "not a valid upload location")
         if not _FILE_NAME.fullmatch(name):
             return _error(400, "BadRequest", "invalid file name")
         if await store.get_station(identity) is None:
@@ -414,19 +456,19 @@ def create_api(central: CentralSystem, files: FileArea, *, public_url: str | Non
         return JSONResponse(upload_json(upload), status_code=201)
 
     routes = [
-        Route("/api/info", info, methods=["GET"]),
-        Route("/api/stations", list_stations, methods=["GET"]),
-        Route("/api/stations", add_station, methods=["POST"]),
-        Route("/api/stations/{identity}", get_station, methods=["GET"]),
-        Route("/api/stations/{identity}", delete_station, methods=["DELETE"]),
-        Route("/api/stations/{identity}/boot-status", set_boot_status, methods=["PUT"]),
-        Route("/api/stations/{identity}/meter-values", meter_values, methods=["GET"]),
-        Route("/api/stations/{identity}/events", events, methods=["GET"]),
-        Route("/api/stations/{identity}/uploads", uploads, methods=["GET"]),
-        Route("/api/stations/{identity}/calls/{action}", call, methods=["POST"]),
-        Route("/api/firmware/{name}", publish_firmware, methods=["PUT"]),
+        Route("/api/info", operator(info), methods=["GET"]),
+        Route("/api/stations", operator(list_stations), methods=["GET"]),
+        Route("/api/stations", operator(add_station), methods=["POST"]),
+        Route("/api/stations/{identity}", operator(get_station), methods=["GET"]),
+        Route("/api/stations/{identity}", operator(delete_station), methods=["DELETE"]),
+        Route("/api/stations/{identity}/boot-status", operator(set_boot_status), methods=["PUT"]),
+        Route("/api/stations/{identity}/meter-values", operator(meter_values), methods=["GET"]),
+        Route("/api/stations/{identity}/events", operator(events), methods=["GET"]),
+        Route("/api/stations/{identity}/uploads", operator(uploads), methods=["GET"]),
+        Route("/api/stations/{identity}/calls/{action}", operator(call), methods=["POST"]),
+        Route("/api/firmware/{name}", operator(publish_firmware), methods=["PUT"]),
         Route("/firmware/{name}", get_firmware, methods=["GET"]),
-        Route("/files/{identity}/{name}", receive_upload, methods=["PUT", "POST"]),
+        Route("/files/{identity}/{token}/{name}", receive_upload, methods=["PUT", "POST"]),
     ]
     return Starlette(routes=routes)
 

@@ -22,15 +22,8 @@ import attrs
 import trio
 
 from os3p_core import Action, LocalProtocolError, Role, unstructure
-from os3p_trio._server import (
-    CentralSystemServer,
-    ServerConfig,
-    open_central_system,
-)
-from os3p_trio._server import (
-    StationRecord as RegistryRecord,
-)
-from os3p_trio._session import Router, Session
+from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_central_system
+from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
@@ -141,12 +134,14 @@ async def open_central_service(
     files: FileArea,
     secret: bytes | None = None,
     public_url: str | None = None,
+    api_token: str | None = None,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
     ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
     ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
-    stations see it (firmware downloads, GetFile uploads), by default the URL of each request.  On exit every
+    stations see it (firmware downloads, GetFile uploads), by default the URL of each request; ``api_token``
+    protects the operator routes (see :func:`~._api.create_api`).  On exit every
     connection is closed (1001) and queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
@@ -182,7 +177,7 @@ async def open_central_service(
         central.ws_url = ws_url
         api_url = await nursery.start(
             lambda task_status: serve_api(
-                create_api(central, files, public_url=public_url),
+                create_api(central, files, public_url=public_url, api_token=api_token),
                 host=api_host,
                 port=api_port,
                 certfile=certfile,
@@ -233,7 +228,7 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .cli import load_or_create_secret
+    from .cli import load_or_create_secret, read_api_token
 
     if args.open_registration and args.auth == "basic":
         print(
@@ -248,6 +243,12 @@ async def _serve(args: argparse.Namespace) -> int:
     files_dir = Path(args.files_dir) if args.files_dir else Path(str(db) + ".files")
     files = FileArea(files_dir / "firmware", files_dir / "uploads")
     ssl_context = _ssl_context(args)
+    api_token = read_api_token(args)
+    if api_token is None and args.api_host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"os3p-central: warning: the operator API on {args.api_host} has no token (--api-token-file)",
+            file=sys.stderr,
+        )
     config = CentralConfig(
         open_registration=args.open_registration,
         boot_status=args.boot_status,
@@ -276,6 +277,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 files=files,
                 secret=secret,
                 public_url=args.public_url,
+                api_token=api_token,
             ) as service,
         ):
             print(f"websocket {service.ws_url}", flush=True)

@@ -22,12 +22,8 @@ import attrs
 
 from os3p_core import Action, Role
 from os3p_core._validation import validate_request
-from os3p_trio._handshake import (
-    MIN_AUTHORIZATION_KEY_BYTES,
-    HandshakeRejected,
-    hash_authorization_key,
-    validate_identity,
-)
+from os3p_trio import HandshakeRejected, hash_authorization_key, validate_identity
+from os3p_trio._handshake import MIN_AUTHORIZATION_KEY_BYTES
 
 from ._store import BootStatus, EventKind, StationRecord, Store, UnknownStation
 

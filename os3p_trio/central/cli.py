@@ -8,7 +8,7 @@
     os3p-central stations add ID [--password-stdin] [--db PATH]
     os3p-central stations list [--db PATH] [--json]
     os3p-central stations show ID [--db PATH] [--json]
-    os3p-central call ID Action [PAYLOAD_JSON | @file] [--api URL]
+    os3p-central call ID Action [PAYLOAD_JSON | @file] [--api URL] [--api-token-file F]
 
 ``stations`` work on the database directly (also while the service runs: SQLite WAL lets them, and writes wait
 for the service's write lock), so they also read a database a demo left behind.  ``call`` is the command-line
@@ -37,7 +37,15 @@ from ._service import CentralConfig, CentralSystem
 from ._sqlite import StoreConfig, open_sqlite_store
 from ._store import BootStatus, StationExists
 
-__all__ = ["DEFAULT_API_PORT", "DEFAULT_DB", "DEFAULT_PORT", "load_or_create_secret", "main"]
+__all__ = [
+    "API_TOKEN_ENV",
+    "DEFAULT_API_PORT",
+    "DEFAULT_DB",
+    "DEFAULT_PORT",
+    "load_or_create_secret",
+    "main",
+    "read_api_token",
+]
 
 DEFAULT_DB = "os3p-central.sqlite"
 DEFAULT_PORT = 9220
@@ -66,6 +74,25 @@ def load_or_create_secret(path: Path) -> bytes:
     if len(secret) < 16:
         raise ValueError(f"{path}: the secret must be at least 16 bytes of hex")
     return secret
+
+
+#: Environment variable holding the operator API token (``--api-token-file`` wins).
+API_TOKEN_ENV = "OS3P_CENTRAL_API_TOKEN"
+
+
+def read_api_token(args: argparse.Namespace) -> str | None:
+    """The operator API token: the first line of ``--api-token-file``, else ``$OS3P_CENTRAL_API_TOKEN``."""
+    if args.api_token_file:
+        return Path(args.api_token_file).read_text().strip() or None
+    return os.environ.get(API_TOKEN_ENV) or None
+
+
+def _add_token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-token-file",
+        default=None,
+        help=f"file holding the operator API bearer token (default: ${API_TOKEN_ENV}; none: no token)",
+    )
 
 
 def _secret_path(args: argparse.Namespace) -> Path:
@@ -115,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_API_PORT,
         help=f"operator API port (default {DEFAULT_API_PORT})",
     )
+    _add_token_option(serve)
     serve.add_argument(
         "--public-url", default=None, help="base URL stations use to reach the API (firmware, uploads)"
     )
@@ -166,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"http://127.0.0.1:{DEFAULT_API_PORT}",
         help=f"operator API base URL (default http://127.0.0.1:{DEFAULT_API_PORT})",
     )
+    _add_token_option(call)
     call.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the answer (default 60)"
     )
@@ -268,8 +297,10 @@ def _call(args: argparse.Namespace) -> int:
         print(f"os3p-central: cannot read the payload: {exc}", file=sys.stderr)
         return 2
     url = f"{args.api.rstrip('/')}/api/stations/{_quote(args.identity)}/calls/{_quote(args.action)}"
+    token = read_api_token(args)
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        response = httpx.post(url, json=payload, timeout=args.timeout)
+        response = httpx.post(url, json=payload, headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:
         print(f"os3p-central: cannot reach the operator API at {args.api}: {exc}", file=sys.stderr)
         return 2
