@@ -81,6 +81,10 @@ class _Site:
     def f(self, t: float) -> float:
         """sin(elevation) − sin(−0.8333°): positive while the sun is up."""
         decl, eqtime = _solar(t)
+        return self.f_at(t, decl, eqtime)
+
+    def f_at(self, t: float, decl: float, eqtime: float) -> float:
+        """:meth:`f` with the sun's declination and equation of time already known (they change slowly)."""
         h = _hour_angle(t, self.longitude, eqtime)
         return self.sin_lat * math.sin(decl) + self.cos_lat * math.cos(decl) * math.cos(h) - _SIN_H0
 
@@ -92,11 +96,12 @@ class _Site:
         # d/dt of sin(elevation), ignoring the slow drift of declination and equation of time.
         return value, -self.cos_lat * cos_decl * math.sin(h) * _OMEGA
 
-    def transits(self, a: float, b: float) -> list[tuple[float, bool]]:
-        """Upper (True) and lower (False) transits strictly inside (a, b), sorted."""
-        out: list[tuple[float, bool]] = []
+    def transits(self, a: float, b: float) -> list[tuple[float, bool, float]]:
+        """Upper (True) and lower (False) transits strictly inside (a, b), sorted, each with f there."""
+        out: list[tuple[float, bool, float]] = []
         # The equation of time moves by under 30 s a day, so one value for the whole window places every
-        # transit within seconds; each transit found inside is then refined once with its own value.
+        # transit within seconds; each transit found inside is then refined once with its own value, and f
+        # there reuses that evaluation (declination moves < 0.001″ in the seconds between).
         _decl, eqtime_mid = _solar(0.5 * (a + b))
         for day in range(math.floor(a / _DAY) - 1, math.floor(b / _DAY) + 2):
             base = day * _DAY
@@ -104,10 +109,10 @@ class _Site:
                 # True solar time is `minute` when UTC minutes-of-day = minute − 4·lng − E(t).
                 guess = base + (minute - 4.0 * self.longitude - eqtime_mid) * 60.0
                 if a - 3600.0 < guess < b + 3600.0:
-                    _decl, eqtime = _solar(guess)
+                    decl, eqtime = _solar(guess)
                     guess = base + (minute - 4.0 * self.longitude - eqtime) * 60.0
                     if a < guess < b:
-                        out.append((guess, upper))
+                        out.append((guess, upper, self.f_at(guess, decl, eqtime)))
         out.sort()
         return out
 
@@ -115,6 +120,22 @@ class _Site:
         """The one root of f in (lo, hi], given sign(f(lo)) != sign(f(hi)); safeguarded Newton to 1 ms."""
         rising = f_lo <= 0.0
         x = 0.5 * (lo + hi)
+        # Start Newton from the classic hour-angle solution, cos H0 = (sin h0 − sin φ sin δ) / (cos φ cos δ),
+        # with δ and E taken at the segment's middle: it is within seconds of the root, so Newton then needs
+        # one or two steps.  Outside its domain (grazing sun) we keep the middle and let the bisection guard
+        # work.
+        decl, eqtime = _solar(x)
+        denominator = self.cos_lat * math.cos(decl)
+        if denominator > 1e-12:
+            cos_h0 = (_SIN_H0 - self.sin_lat * math.sin(decl)) / denominator
+            if -1.0 < cos_h0 < 1.0:
+                target = math.acos(cos_h0) if not rising else -math.acos(cos_h0)  # setting: west, H > 0
+                delta = (target - _hour_angle(x, self.longitude, eqtime) + math.pi) % (
+                    2.0 * math.pi
+                ) - math.pi
+                guess = x + delta / _OMEGA
+                if lo < guess < hi:
+                    x = guess
         for _ in range(_MAX_ITERATIONS):
             fx, slope = self.f_and_slope(x)
             # Keep the bracket: "up" side vs "down" side.
@@ -137,13 +158,14 @@ def _round(t: float) -> int:
 
 def _events(site: _Site, a: float, b: float) -> tuple[bool, list[tuple[int, bool]]]:
     """Whether the sun is up at ``a``, and every crossing in (a, b) as (instant, rising), in order."""
-    points = [(a, None), *site.transits(a, b), (b, None)]
-    values = [site.f(t) for t, _ in points]
+    inner = site.transits(a, b)
+    points = [a, *(t for t, _upper, _value in inner), b]
+    values = [site.f(a), *(value for _t, _upper, value in inner), site.f(b)]
     events: list[tuple[int, bool]] = []
     for i in range(len(points) - 1):
         f_lo, f_hi = values[i], values[i + 1]
         if (f_lo > 0.0) != (f_hi > 0.0):
-            t = site.crossing(points[i][0], points[i + 1][0], f_lo)
+            t = site.crossing(points[i], points[i + 1], f_lo)
             events.append((_round(t), f_lo <= 0.0))
     return values[0] > 0.0, events
 
@@ -161,7 +183,7 @@ def _night_cached(latitude: float, longitude: float, a: int, b: int) -> tuple[in
         if not settings:
             # Polar day: "Sunset(D) = Sunrise(D) = solar midnight, a night of zero length".  Solar midnight is
             # the lower transit in the window; a 25 h window may in theory hold two — take the lower sun.
-            lows = [t for t, upper in site.transits(a, b) if not upper] or [0.5 * (a + b)]
+            lows = [t for t, upper, _value in site.transits(a, b) if not upper] or [0.5 * (a + b)]
             midnight = _round(min(lows, key=site.f))
             return midnight, midnight
         sunset = settings[0]
