@@ -66,6 +66,10 @@ __all__ = [
 class BootState(enum.Enum):
     """Where the connection stands in the boot sequence of §M3."""
 
+    # Members are singletons compared by identity: hash them by identity too, in C, instead of
+    # Enum.__hash__ (a Python call hashing the name).  The tables are looked up per message.
+    __hash__ = object.__hash__
+
     #: No BootNotification has been answered on this connection and no earlier acceptance is known.
     NEW = "New"
     #: The last BootNotification was answered ``Pending`` (§M3.1).
@@ -137,6 +141,10 @@ SUBSTATION_ANSWERS_CALLS: Final[dict[BootState, bool]] = {
 class CallState(enum.Enum):
     """The life of one call, outgoing or incoming."""
 
+    # Members are singletons compared by identity: hash them by identity too, in C, instead of
+    # Enum.__hash__ (a Python call hashing the name).  The tables are looked up per message.
+    __hash__ = object.__hash__
+
     QUEUED = "queued"  # outgoing: accepted by send(), waiting for a free slot
     IN_FLIGHT = "in flight"  # outgoing: written to the outbox, deadline running
     HANDLING = "handling"  # incoming: surfaced as CallReceived, awaiting the application's reply
@@ -149,6 +157,10 @@ class CallState(enum.Enum):
 
 class CallEvent(enum.Enum):
     """What can happen to a call."""
+
+    # Members are singletons compared by identity: hash them by identity too, in C, instead of
+    # Enum.__hash__ (a Python call hashing the name).  The tables are looked up per message.
+    __hash__ = object.__hash__
 
     SLOT_FREE = "slot free"
     RESULT = "result"
