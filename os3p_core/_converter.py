@@ -392,6 +392,19 @@ class PayloadConverter:
 
         conv.register_structure_hook_factory(_is_optional, optional_hook)
 
+        def optional_unstructure_hook(tp: Any) -> Callable[[Any], Any]:
+            # Resolve the inner type's hook once (cattrs' own dispatches on every call).  Absent
+            # optionals are omitted before any hook runs; the None guard is for completeness.
+            (inner_type,) = (arg for arg in typing.get_args(tp) if arg is not type(None))
+            inner_hook = conv.get_unstructure_hook(inner_type)
+
+            def unstructure_optional(value: Any) -> Any:
+                return None if value is None else inner_hook(value)
+
+            return unstructure_optional
+
+        conv.register_unstructure_hook_factory(_is_optional, optional_unstructure_hook)
+
         def renames(cls: type) -> dict[str, Any]:
             return {a.name: override(rename=wire_name(a.name)) for a in attrs.fields(cls)}
 
@@ -425,7 +438,7 @@ class PayloadConverter:
         fn = self._structure_fns.get(cls)
         if fn is None:
             fn = self._structure_fns[cls] = self.cattrs_converter.get_structure_hook(cls)
-        if not isinstance(payload, Mapping):
+        if payload.__class__ is not dict and not isinstance(payload, Mapping):  # ABC check: slow path
             raise SchemaViolation(
                 ErrorCode.FORMATION_VIOLATION,
                 f"data violates schema rule 'type' of {cls.__name__}: the payload is not a JSON object",
@@ -457,7 +470,7 @@ class PayloadConverter:
 
 
 def _unstructure_enum(value: enum.Enum) -> Any:
-    return value.value
+    return value._value_  # the plain attribute; ``.value`` is a property and 3x slower
 
 
 def _with_clear_schedule_alias(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
