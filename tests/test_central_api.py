@@ -40,9 +40,13 @@ class ScriptedLink:
 
     answer: Callable[[str, dict[str, Any]], dict[str, Any]]
     calls: list[tuple[str, dict[str, Any]]] = attrs.field(factory=list)
+    timeouts: list[float | None] = attrs.field(factory=list)
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         self.calls.append((action, payload))
+        self.timeouts.append(timeout)
         await trio.lowlevel.checkpoint()
         return self.answer(action, payload)
 
@@ -205,12 +209,20 @@ async def test_operator_calls_error_mapping(env: Env) -> None:
     assert ok.status_code == 200
     assert ok.json()["result"]["configurationKey"][0]["value"] == "[52.37, 4.9]"
     assert link.calls == [("GetConfiguration", {"key": ["Geolocation"]})]
+    assert link.timeouts == [None]
+    r = await c.post("/api/stations/S1/calls/GetConfiguration", params={"timeout": "2.5"}, json={})
+    assert r.status_code == 200
+    assert link.timeouts[-1] == 2.5
+    for bad_timeout in ("0", "-1", "soon", "99999"):
+        r = await c.post("/api/stations/S1/calls/GetConfiguration", params={"timeout": bad_timeout}, json={})
+        assert r.status_code == 400
+    link.calls.clear()
 
     bad = await c.post("/api/stations/S1/calls/ChangeConfiguration", json={"key": "HeartbeatInterval"})
     assert bad.status_code == 422
     assert bad.json()["code"] == "OccurenceConstraintViolation"
     assert bad.json()["rule"] == "required"
-    assert len(link.calls) == 1  # nothing was sent
+    assert link.calls == []  # nothing was sent
     assert (await c.post("/api/stations/S1/calls/Heartbeat", json={})).status_code == 404
     assert (await c.post("/api/stations/S1/calls/Bogus", json={})).status_code == 404
     assert (await c.post("/api/stations/nobody/calls/GetConfiguration", json={})).status_code == 404

@@ -12,7 +12,7 @@ Routes (all JSON; times are OS³P date-times with ``Z``)::
     GET    /api/stations/{identity}/meter-values?measurand=&since=&until=&limit=
     GET    /api/stations/{identity}/events?kind=&limit=
     GET    /api/stations/{identity}/uploads
-    POST   /api/stations/{identity}/calls/{Action}          payload as body -> {"result": ...}
+    POST   /api/stations/{identity}/calls/{Action}?timeout=S  payload as body -> {"result": ...}
     PUT    /api/firmware/{name}                             publish a firmware image (raw body)
     GET    /firmware/{name}                                 download it (UpdateFirmware ``location``)
     PUT|POST /files/{identity}/{token}/{name}               a station's GetFile upload (raw body); the
@@ -384,7 +384,14 @@ def create_api(
         except ValueError as exc:
             return _error(400, "BadRequest", f"the body is not JSON: {exc}")
         try:
-            result = await central.call(identity, action, payload)
+            raw_timeout = request.query_params.get("timeout")
+            timeout = None if raw_timeout is None else float(raw_timeout)
+            if timeout is not None and not 0 < timeout <= 3600:
+                raise ValueError("out of range")
+        except ValueError:
+            return _error(400, "BadRequest", "timeout must be seconds in (0, 3600]")
+        try:
+            result = await central.call(identity, action, payload, timeout=timeout)
         except UnknownAction:
             return _error(404, "UnknownAction", f"{action!r} is not a Central-System-initiated OS³P action")
         except SchemaViolation as exc:

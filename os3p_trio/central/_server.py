@@ -63,9 +63,11 @@ class _SessionLink:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         try:
-            return await self.session.call_payload(action, payload)
+            return await self.session.call_payload(action, payload, timeout=timeout)
         except LocalProtocolError as exc:
             # The core refused to send (e.g. its queue of outgoing calls is full): nothing was sent.
             raise NotConnected(f"{self.session.identity}: cannot send now: {exc}") from exc

@@ -57,10 +57,13 @@ class NotConnected(Exception):
 class StationLink(Protocol):
     """One live connection to a station, as the operator side needs it."""
 
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send a CS-initiated CALL and return the CALLRESULT payload (wire format).
 
-        Raises ``os3p_trio`` :class:`~os3p_trio.CallFailure` subclasses (CallError received, timeout, closed).
+        ``timeout`` overrides the connection's call timeout (PROTOCOL-DECISIONS §4, default 30 s).  Raises
+        ``os3p_trio`` :class:`~os3p_trio.CallFailure` subclasses (CallError received, timeout, closed).
         """
         ...
 
@@ -218,8 +221,12 @@ class CentralSystem:
         return handler
 
     # --- operator calls (annex §7) --------------------------------------------------------------------------
-    async def call(self, identity: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, identity: str, action: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send one of the 13 CS-initiated calls to a connected station and return its CALLRESULT payload.
+
+        ``timeout``: seconds to wait for the answer (default: the connection's call timeout, 30 s).
 
         Raises :class:`UnknownAction`, :class:`~os3p_core.SchemaViolation` (invalid payload: nothing is sent),
         :class:`~._store.UnknownStation`, :class:`NotConnected`, or what the link raises (``os3p_trio``
@@ -239,4 +246,4 @@ class CentralSystem:
             if await self.store.get_station(identity) is None:
                 raise UnknownStation(identity)
             raise NotConnected(identity)
-        return await link.call(known.value, payload)
+        return await link.call(known.value, payload, timeout=timeout)

@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_token_option(call)
     call.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for the answer (default 60)"
+        "--timeout", type=float, default=30.0, help="seconds the station has to answer (default 30)"
     )
     return parser
 
@@ -300,7 +300,10 @@ def _call(args: argparse.Namespace) -> int:
     token = read_api_token(args)
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        response = httpx.post(url, json=payload, headers=headers, timeout=args.timeout)
+        # The station gets ``--timeout`` to answer; the HTTP request a little more.
+        response = httpx.post(
+            url, params={"timeout": args.timeout}, json=payload, headers=headers, timeout=args.timeout + 10
+        )
     except httpx.HTTPError as exc:
         print(f"os3p-central: cannot reach the operator API at {args.api}: {exc}", file=sys.stderr)
         return 2
