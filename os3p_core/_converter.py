@@ -85,6 +85,8 @@ DEFAULT_TIME_ZONE: Final = "Europe/Amsterdam"
 
 #: Longest errorDescription on the wire (PROTOCOL-DECISIONS §3).
 _MAX_DESCRIPTION: Final = 255
+#: Longest JSON path we report (the validators' bound too, os3p_core._validation).
+_MAX_PATH: Final = 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,8 +111,9 @@ def parse_datetime(text: str, local_tz: tzinfo) -> datetime:
     """
     if _DATE_TIME_RE.fullmatch(text) is None:
         raise ValueError(f"{text!r} is not an RFC 3339 date-time")
-    # fromisoformat (C) wants upper-case "T"/"Z"; it accepts any number of fractional digits.
-    value = datetime.fromisoformat(text if text.isupper() or not text[-1:].isalpha() else text.upper())
+    # fromisoformat (C, Python 3.11) takes any date/time separator, "t" included, and any number of
+    # fractional digits, but only an upper-case "Z".
+    value = datetime.fromisoformat(text[:-1] + "Z" if text[-1] == "z" else text)
     if value.tzinfo is None:
         # fold=0: a repeated wall time is its first occurrence, a skipped one takes the offset in
         # force before the gap (STREETLIGHT-SEMANTICS "Points in time").  The result carries that
@@ -192,7 +195,7 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
 
     if isinstance(exc, ForbiddenExtraKeysError):
         rule, what = "additionalProperties", "no such property"
-        path += f".{sorted(exc.extra_fields)[0]}"
+        path += f".{sorted(map(str, exc.extra_fields))[0]}"
     elif isinstance(exc, KeyError):
         rule, what = "required", "the property is missing"
     elif isinstance(exc, PayloadValueError):
@@ -218,6 +221,8 @@ def _violation(exc: BaseException, cls: type) -> SchemaViolation:
         code = ErrorCode.FORMATION_VIOLATION
     else:
         code = ErrorCode.PROPERTY_CONSTRAINT_VIOLATION
+    # The path can hold attacker-chosen keys and goes on the wire in errorDetails: bound it too.
+    path = _bounded(path, _MAX_PATH)
     description = _bounded(
         f"{path} violates schema rule '{rule}' of {cls.__name__}: {what}", _MAX_DESCRIPTION
     )

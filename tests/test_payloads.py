@@ -845,3 +845,23 @@ def test_unknown_keys_inside_open_objects_are_ignored() -> None:
         structure_request("SetStreetlightProfile", bad)
     assert caught.value.path == "data.streetlightProfiles[0].daySchedule[0].start.extra"
     assert caught.value.code is ErrorCode.FORMATION_VIOLATION
+
+
+def test_error_paths_and_descriptions_are_bounded() -> None:
+    # An unknown key is attacker-chosen and ends up in errorDetails: bounded like the validators'.
+    with pytest.raises(SchemaViolation) as caught:
+        structure_request("Heartbeat", {"k" * 100_000: 1})
+    assert caught.value.rule == "additionalProperties"
+    assert caught.value.code is ErrorCode.FORMATION_VIOLATION
+    assert caught.value.path.startswith("data.kkk")
+    assert len(caught.value.path) <= 200
+    assert len(caught.value.description) <= 255
+    with pytest.raises(SchemaViolation) as caught:
+        structure_request("Reset", {"type": "x" * 100_000})
+    assert len(caught.value.description) <= 255
+
+
+def test_lower_case_t_without_offset() -> None:
+    obj = structure_response("Heartbeat", {"currentTime": "2013-02-01t15:09:18"})
+    assert isinstance(obj, HeartbeatResponse)
+    assert unstructure(obj) == {"currentTime": "2013-02-01T15:09:18+01:00"}
