@@ -116,6 +116,10 @@ async def test_stations_commands_and_serve_stops_cleanly(tmp_path: Path) -> None
     added = await acli("stations", "add", "S1", "--db", str(db), "--password-stdin", stdin=KEY + "\n")
     assert added.returncode == 0, added.stderr
     assert (await acli("stations", "add", "S2", "--db", str(db))).returncode == 0
+    generated = await acli("stations", "add", "S4", "--db", str(db), "--generate-password")
+    assert generated.returncode == 0
+    generated_key = generated.stdout.split("password ", 1)[1].strip()
+    assert len(bytes.fromhex(generated_key)) == 20
     assert (await acli("stations", "add", "S2", "--db", str(db))).returncode == 2  # exists
     assert (await acli("stations", "add", "bad/id", "--db", str(db))).returncode == 2
     assert (
@@ -124,7 +128,7 @@ async def test_stations_commands_and_serve_stops_cleanly(tmp_path: Path) -> None
     secret = Path(str(db) + ".secret")
     assert secret.stat().st_mode & 0o777 == 0o600
     listed = json.loads((await acli("stations", "list", "--db", str(db), "--json")).stdout)
-    assert [(s["identity"], s["hasPassword"]) for s in listed] == [("S1", True), ("S2", False)]
+    assert [(s["identity"], s["hasPassword"]) for s in listed] == [("S1", True), ("S2", False), ("S4", True)]
 
     with serve(db, "--heartbeat-interval", "45") as (proc, ws_url, _api_url):
         assert ws_url.endswith("/OS3P")
@@ -151,6 +155,9 @@ async def test_stations_commands_and_serve_stops_cleanly(tmp_path: Path) -> None
             assert "contactor 1    On" in shown.stdout
             as_json = json.loads((await acli("stations", "show", "S1", "--db", str(db), "--json")).stdout)
             assert as_json["station"]["bootFields"] == BOOT
+            # The generated key works too.
+            async with raw_station(ws_url, "S4", generated_key) as ws4:
+                assert (await call(ws4, "1", "BootNotification", BOOT))[0] == 3
             # Wrong password: refused before the upgrade.
             with pytest.raises(Exception, match="401"):
                 async with raw_station(ws_url, "S2", "nope-nope-nope-nope"):

@@ -397,3 +397,65 @@ async def test_acceptance_remembered_across_restart(tmp_path: Path) -> None:
             assert r.status_code == 200
         async with station(service, "NEVER") as st:
             assert (await st.call("Heartbeat", {}))[2] == "SecurityError"
+
+
+async def test_tls_and_mutual_tls_for_stations_and_https_api(tmp_path: Path) -> None:
+    import argparse
+    import ssl
+
+    import trustme
+
+    from os3p_trio.central._server import _ssl_context
+
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    pem = tmp_path / "server.pem"
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca_pem = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    # The context `os3p-central serve --certfile --keyfile --client-ca` builds.
+    server_ctx = _ssl_context(argparse.Namespace(certfile=str(pem), keyfile=str(pem), client_ca=str(ca_pem)))
+    assert server_ctx is not None
+    assert server_ctx.verify_mode is ssl.CERT_REQUIRED
+
+    files = FileArea(tmp_path / "firmware", tmp_path / "uploads")
+    async with (
+        open_sqlite_store(tmp_path / "cs.sqlite") as store,
+        open_central_service(
+            store,
+            server_config=ServerConfig(require_client_certificate=True),
+            ssl_context=server_ctx,
+            certfile=str(pem),
+            keyfile=str(pem),
+            files=files,
+            secret=SECRET,
+        ) as service,
+    ):
+        assert service.ws_url.startswith("wss://127.0.0.1:")
+        assert service.api_url.startswith("https://127.0.0.1:")
+        # (trustme writes DNS names in lower case: the identities here are lower case.)
+        await service.central.add_station("subs-a")
+        await service.central.add_station("subs-b")
+
+        def client_context(identity: str) -> ssl.SSLContext:
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            ca.configure_trust(ctx)
+            ca.issue_cert(identity).configure_cert(ctx)
+            return ctx
+
+        url = f"{service.ws_url}/subs-a"
+        async with open_websocket_url(url, client_context("subs-a"), subprotocols=["OS3P1.0"]) as ws:
+            await ws.send_message(json.dumps([2, "1", "BootNotification", BOOT]))
+            assert json.loads(await ws.get_message())[2]["status"] == "Accepted"
+        # A certificate naming another station: refused before the upgrade.
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(url, client_context("subs-b"), subprotocols=["OS3P1.0"]):
+                pass
+        assert rejected.value.status_code == 403
+
+        api_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(api_ctx)
+        async with httpx.AsyncClient(base_url=service.api_url, verify=api_ctx, timeout=10) as client:
+            station = (await client.get("/api/stations/subs-a")).json()
+            assert station["station"]["accepted"] is True
+            assert station["uploadLocation"].startswith("https://127.0.0.1:")

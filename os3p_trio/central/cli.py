@@ -5,7 +5,7 @@
     os3p-central serve [--host H] [--port P] [--path /OS3P] [--db PATH] [--open-registration]
                        [--boot-status Accepted|Pending|Rejected] [--heartbeat-interval S] [--api-port Q]
                        [--certfile F --keyfile F [--client-ca F]] [--secret-file F] ...
-    os3p-central stations add ID [--password-stdin] [--db PATH]
+    os3p-central stations add ID [--password-stdin | --generate-password] [--db PATH]
     os3p-central stations list [--db PATH] [--json]
     os3p-central stations show ID [--db PATH] [--json]
     os3p-central call ID Action [PAYLOAD_JSON | @file] [--api URL] [--api-token-file F]
@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 import trio
+
+from os3p_trio import generate_authorization_key
 
 from ._api import state_json, station_json
 from ._service import CentralConfig, CentralSystem
@@ -171,10 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     station_commands = stations.add_subparsers(dest="stations_command", required=True)
     add = station_commands.add_parser("add", help="register a station")
     add.add_argument("identity")
-    add.add_argument(
+    secret_source = add.add_mutually_exclusive_group()
+    secret_source.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the station's password (AuthorizationKey) from stdin",
+    )
+    secret_source.add_argument(
+        "--generate-password",
+        action="store_true",
+        help="generate a random AuthorizationKey (20 bytes, hex) and print it once",
     )
     _add_db_options(add)
     listing = station_commands.add_parser("list", help="list stations and their state")
@@ -213,6 +221,8 @@ async def _stations(args: argparse.Namespace) -> int:
             password = None
             if args.password_stdin:
                 password = sys.stdin.readline().rstrip("\r\n")
+            elif args.generate_password:
+                password = generate_authorization_key()
             secret = load_or_create_secret(_secret_path(args)) if password is not None else None
             central = CentralSystem(store, CentralConfig(), secret=secret)
             try:
@@ -224,6 +234,9 @@ async def _stations(args: argparse.Namespace) -> int:
                 print(f"os3p-central: {exc}", file=sys.stderr)
                 return 2
             print(f"registered {record.identity}" + (" (with password)" if password is not None else ""))
+            if args.generate_password:
+                # Shown once: only its keyed hash is stored.
+                print(f"password {password}")
             return 0
         if args.stations_command == "list":
             records = await store.list_stations()
