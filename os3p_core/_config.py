@@ -69,11 +69,15 @@ class Config:
 
     #: Events produced but not yet taken with ``next_event()``.  ``receive_message`` refuses to run
     #: (``LocalProtocolError``, the message is not consumed) while this many are waiting: an
-    #: application that stops reading events must not let the peer grow memory without bound.
-    max_pending_events: int = attrs.field(default=256, validator=_at_least_one)
+    #: application that stops reading events must not let the peer grow memory without bound.  One
+    #: message adds at most 2 events, so an adapter that reads events after every message never
+    #: gets near it.
+    max_pending_events: int = attrs.field(default=64, validator=_at_least_one)
 
-    #: Messages produced but not yet taken with ``messages_to_send()``.  Same rule as
-    #: ``max_pending_events``, for the outbox (automatic CALLERRORs, results, calls).
+    #: Messages waiting in the outbox (``messages_to_send()``) beyond which *automatic* CALLERRORs
+    #: are dropped (and counted as ``auto_errors_dropped``) instead of queued: a peer flooding bad
+    #: CALLs faster than the adapter writes must not grow memory (an echoed message id can be as
+    #: long as the message).  What the application sends is never dropped.
     max_pending_messages: int = attrs.field(default=256, validator=_at_least_one)
 
     #: Longest text message accepted, in characters.  Longer messages are ignored and counted

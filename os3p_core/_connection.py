@@ -198,6 +198,7 @@ class Connection:
         self._n_errors = 0
         self._n_timeouts = 0
         self._n_failures = 0
+        self._n_dropped = 0
         self._ignored: dict[str, int] = {}
         self._auto_errors: dict[str, int] = {}
 
@@ -263,16 +264,13 @@ class Connection:
 
         Produces events (``next_event``) and automatic replies (``messages_to_send``); never
         raises on any network input.  Raises :class:`LocalProtocolError` without consuming the
-        message if ``Config.max_pending_events`` events or ``Config.max_pending_messages``
-        outgoing messages are waiting: read them first.
+        message if ``Config.max_pending_events`` events are waiting: read them first.
         """
         if self._closed:
             self._ignore(IgnoreReason.AFTER_CONNECTION_LOST)
             return
-        if len(self._events) >= self._max_events or len(self._outbox) >= self._max_outbox:
-            raise LocalProtocolError(
-                "too many unread events or unsent messages: call next_event() and messages_to_send()"
-            )
+        if len(self._events) >= self._max_events:
+            raise LocalProtocolError(f"{len(self._events)} events are waiting: call next_event() first")
         self._n_received += 1
         if type(text) is str and len(text) > self._max_chars:
             self._ignore(IgnoreReason.TOO_LARGE)
@@ -410,6 +408,11 @@ class Connection:
 
     def _auto_error(self, unique_id: str, code: ErrorCode, description: str, details: dict[str, Any]) -> None:
         """Answer an incoming CALL that never reaches the application (PROTOCOL-DECISIONS §2, §3)."""
+        if len(self._outbox) >= self._max_outbox:
+            # A peer sending bad CALLs faster than the adapter writes must not grow our memory
+            # (an echoed id can be as long as the message): the reply is dropped and counted.
+            self._n_dropped += 1
+            return
         self._outbox.append(encode_error(unique_id, code.value, description[:MAX_ERROR_DESCRIPTION], details))
         self._auto_errors[code.value] = self._auto_errors.get(code.value, 0) + 1
 
@@ -685,7 +688,8 @@ class Connection:
         ``received`` / ``sent``: text messages; ``calls_sent`` (written), ``calls_received``
         (surfaced as CallReceived), ``results_received``, ``errors_received``, ``timeouts``,
         ``failures``; ``ignored`` with one ``ignored.<reason>`` per :class:`IgnoreReason` seen;
-        ``auto_errors`` (CALLERRORs sent without the application) with ``auto_errors.<code>``;
+        ``auto_errors`` (CALLERRORs sent without the application) with ``auto_errors.<code>``,
+        ``auto_errors_dropped`` (not queued: ``Config.max_pending_messages`` were waiting);
         current sizes ``in_flight``, ``queued``, ``incoming``, ``pending_events``,
         ``pending_messages``.
         """
@@ -700,6 +704,7 @@ class Connection:
             "failures": self._n_failures,
             "ignored": sum(self._ignored.values()),
             "auto_errors": sum(self._auto_errors.values()),
+            "auto_errors_dropped": self._n_dropped,
             "in_flight": len(self._in_flight),
             "queued": len(self._queued),
             "incoming": len(self._incoming),

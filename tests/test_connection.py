@@ -624,14 +624,17 @@ def test_unread_events_bound_receive() -> None:
     conn.receive_message(call_text("3", "Heartbeat"), 0.0)
 
 
-def test_unsent_messages_bound_receive() -> None:
-    conn = Connection(Role.CENTRAL_SYSTEM, Config(max_pending_messages=1))
-    conn.receive_message("[2,", 0.0)
-    conn.receive_message(call_text("1", "Nope"), 0.0)
-    with pytest.raises(LocalProtocolError):
-        conn.receive_message(call_text("2", "Nope"), 0.0)
-    assert len(conn.messages_to_send()) == 1
-    assert conn.messages_to_send() == []
+def test_automatic_replies_beyond_the_outbox_bound_are_dropped() -> None:
+    conn = Connection(Role.CENTRAL_SYSTEM, Config(max_pending_messages=2, id_factory=counter_ids("")))
+    for i in range(4):
+        conn.receive_message(call_text(str(i), "Nope"), 0.0)
+    assert [m[1] for m in sent(conn)] == ["0", "1"]
+    assert conn.statistics()["auto_errors_dropped"] == 2
+    # What the application sends is never dropped.
+    for i in range(4):
+        conn.receive_message(call_text(f"x{i}", "Nope"), 0.0)
+    conn.send(Call("Reset"), 0.0)
+    assert [m[1] for m in sent(conn)] == ["x0", "x1", "0"]
 
 
 def test_statistics() -> None:
