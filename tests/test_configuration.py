@@ -19,6 +19,7 @@ from os3p_core import (
     SiteLocation,
     VendorKey,
     sun_events_on_date,
+    validate_response,
 )
 
 NOW = dt.datetime(2025, 6, 21, 10, 0, tzinfo=dt.UTC)
@@ -35,8 +36,13 @@ def change(store: ConfigurationStore, key: str, value: str) -> str:
 
 
 def test_all_keys_with_defaults() -> None:
-    got = values(ConfigurationStore())
+    store = ConfigurationStore()
+    got = values(store)
     assert list(got) == list(CONFIGURATION_KEYS)
+    validate_response("GetConfiguration", store.get_configuration({"key": ["TimeZone", "nope"]}, NOW))
+    validate_response(
+        "ChangeConfiguration", store.change_configuration({"key": "x", "value": "y"}).to_payload()
+    )
     assert got["Geolocation"] == (False, "[52.37, 4.90]")
     assert got["TimeZone"] == (False, "Europe/Amsterdam")
     assert got["StreetlightProfileMaxStackLevel"] == (False, "16")

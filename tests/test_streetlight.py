@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from os3p_core import ProfileStore, SiteLocation, StreetlightResult, os3p_day_of, sun_times
+from os3p_core import ProfileStore, SiteLocation, StreetlightResult, os3p_day_of, sun_times, validate_response
 
 AMS = SiteLocation(52.37, 4.90, "Europe/Amsterdam")
 TROMSO = SiteLocation(69.6492, 18.9553, "Europe/Oslo")
@@ -129,6 +129,9 @@ def test_response_payload_shape_and_at_literal_date() -> None:
     store.set_streetlight_profile(SPEC_PROFILE)
     expected = store.get_effective_day_schedule({"contactorId": 1, "at": "2015-12-21T00:00:00"}, AMS)
     assert set(expected) == {"contactorId", "daySchedule"}  # no "status" (PROTOCOL-DECISIONS §8)
+    validate_response("GetEffectiveStreetlightDaySchedule", expected)  # our corrected schema accepts it
+    validate_response("SetStreetlightProfile", StreetlightResult("Rejected").to_payload())
+    validate_response("ClearSingleStreetlightProfile", StreetlightResult("Unknown").to_payload())
     # SEM: "D is the literal date part of `at` (time and offset ignored)".
     for at in ("2015-12-21T23:59:59Z", "2015-12-21T01:00:00-11:00", "2015-12-21T23:30:00+14:00"):
         assert store.get_effective_day_schedule({"contactorId": 1, "at": at}, AMS) == expected
