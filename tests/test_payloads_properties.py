@@ -210,8 +210,10 @@ _REPLACEMENTS = st.one_of(
     st.integers(-5, 100_000),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=3),
+    # One character over each maxLength of the schemas, and values that are valid somewhere else.
+    st.sampled_from(["x" * (n + 1) for n in (10, 20, 25, 36, 50, 64, 128)]),
     st.sampled_from(
-        ["x" * 60, "Accepted", "2013-02-01T15:09:18Z", "2013-02-30T15:09:18Z", "On", "Current.L1"]
+        ["Accepted", "2013-02-01T15:09:18Z", "2013-02-30T15:09:18Z", "On", "Current.L1", "ftp://x"]
     ),
     st.just([]),
     st.just({}),
