@@ -17,6 +17,7 @@ from ._contactors import (
 )
 from ._faults import Alarm, FaultConfig, FaultIndicators, Indicator, IndicatorKind, MVStatus
 from ._http import TransferError, download, perform_transfer, upload
+from ._live import CENTRAL_SYSTEM_ACTIONS, FleetStats, LiveStation, ScaledClock, run_fleet
 from ._meters import (
     MeterProfile,
     MeterReading,
@@ -59,8 +60,10 @@ from ._transfers import (
     Uploads,
     parse_firmware_image,
 )
+from .cli import main
 
 __all__ = [
+    "CENTRAL_SYSTEM_ACTIONS",
     "CONTACTOR_IDS",
     "DURABLE_ACTIONS",
     "FIRMWARE_MAGIC",
@@ -78,10 +81,12 @@ __all__ = [
     "FaultPlan",
     "Firmware",
     "FirmwarePhase",
+    "FleetStats",
     "Indicator",
     "IndicatorKind",
     "Link",
     "LinkProfile",
+    "LiveStation",
     "LocalSwitch",
     "MVStatus",
     "MeterProfile",
@@ -96,6 +101,7 @@ __all__ = [
     "Received",
     "SQLiteStore",
     "SampledValue",
+    "ScaledClock",
     "SimStation",
     "Simulation",
     "Station",
@@ -114,9 +120,11 @@ __all__ = [
     "initial_meter_state",
     "load_fraction",
     "log_text",
+    "main",
     "meter_history_csv",
     "parse_firmware_image",
     "perform_transfer",
+    "run_fleet",
     "sample_meters",
     "upload",
 ]

@@ -1,0 +1,103 @@
+"""``os3p-sim``: run one simulated substation, or a fleet, against a Central System.
+
+::
+
+    os3p-sim run   --url ws://HOST:PORT/OS3P --identity ID [--password PW] [--state PATH] [--time-scale N]
+    os3p-sim fleet --url ws://HOST:PORT/OS3P --count N [--prefix ID] [--ramp PER_SECOND] [--duration S]
+                   [--state PATH] [--json FILE] [--password PW] [--time-scale N]
+
+``--state`` is the SQLite database holding every station's durable state (one file for a whole fleet); without
+it the state lives in memory and is gone at exit.  ``--time-scale`` runs the stations' clocks faster than real
+time (schedules, meter intervals); protocol timers (heartbeats, call timeouts) stay in real time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import ssl
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._live import FleetStats, LiveStation, ScaledClock, run_fleet
+from ._station import StationConfig
+from ._store import SQLiteStore
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="os3p-sim", description="OS³P substation simulator")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", required=True, help="Central System endpoint, ws://HOST:PORT/OS3P or wss://...")
+        p.add_argument("--password", help="AuthorizationKey for HTTP Basic auth (username = identity)")
+        p.add_argument("--state", help="SQLite database for durable state (default: in memory)")
+        p.add_argument("--time-scale", type=float, default=1.0, help="station clock speed (default 1)")
+        p.add_argument("--seed", default="0", help="seed of the stations' random generators")
+        p.add_argument("--meter-interval", type=float, default=900.0, help="seconds between MeterValues")
+        p.add_argument("--ca", help="CA bundle to verify a wss:// Central System")
+        p.add_argument("-v", "--verbose", action="store_true", help="log connection events")
+
+    run = sub.add_parser("run", help="run one station until interrupted")
+    common(run)
+    run.add_argument("--identity", required=True, help="the station identity (charge point id)")
+
+    fleet = sub.add_parser("fleet", help="run N stations in this process")
+    common(fleet)
+    fleet.add_argument("--count", type=int, required=True, help="number of stations")
+    fleet.add_argument("--prefix", default="SIM", help="identity prefix (stations are PREFIX-00001...)")
+    fleet.add_argument("--ramp", type=float, default=50.0, help="stations started per second")
+    fleet.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
+    fleet.add_argument("--json", help="write the final statistics to this file")
+    return parser
+
+
+async def _run_one(args: argparse.Namespace) -> None:
+    store = SQLiteStore(args.state or ":memory:")
+    ctx = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    config = StationConfig(meter_interval=args.meter_interval)
+    station = LiveStation(args.url, args.identity, store, config=config, seed=args.seed,
+                          password=args.password,
+                          ssl_context=ctx, clock=ScaledClock(args.time_scale))
+    try:
+        await station.run()
+    finally:
+        store.close()
+
+
+async def _run_fleet(args: argparse.Namespace) -> FleetStats:
+    store = SQLiteStore(args.state or ":memory:", synchronous="NORMAL")
+    try:
+        return await run_fleet(args.url, args.count, prefix=args.prefix, ramp=args.ramp,
+                               duration=args.duration, store=store, password=args.password,
+                               time_scale=args.time_scale, seed=args.seed,
+                               config=StationConfig(meter_interval=args.meter_interval), json_path=args.json)
+    finally:
+        store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``os3p-sim``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.command == "run":
+            trio.run(_run_one, args)
+        else:
+            stats = trio.run(_run_fleet, args)
+            if args.json is None:
+                json.dump(stats.summary(), sys.stdout)
+                sys.stdout.write("\n")
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

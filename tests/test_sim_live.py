@@ -1,0 +1,194 @@
+"""The simulator on real sockets: one station end to end, and a fleet of 200 against the os3p_trio server."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+from test_sim_http import FileServer
+
+from os3p_core import structure_request, unstructure
+from os3p_sim import (
+    FleetStats,
+    LiveStation,
+    SQLiteStore,
+    StationConfig,
+    TransferConfig,
+    main,
+    run_fleet,
+)
+from os3p_trio import CentralSystemServer, ClientConfig, Router, Session, open_central_system
+
+STATION_ACTIONS = ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification",
+                   "StreetlightStatusNotification", "StreetlightModeStatusNotification",
+                   "FirmwareStatusNotification", "GetFileStatusNotification")
+FAST_CLIENT = ClientConfig(reconnect_base=0.5, reconnect_max=2.0, ping_interval=0.0)
+
+
+class Central:
+    """A minimal Central System on os3p_trio: accepts every boot, records every call."""
+
+    def __init__(self, heartbeat_interval: int = 2) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.received: list[tuple[str, str, dict[str, Any]]] = []
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.changed = trio.Event()
+        self.router = Router()
+        for action in STATION_ACTIONS:
+            self.router.add(action, self._handler(action))
+
+    def _handler(self, action: str) -> Callable[[Session, Any], dict[str, Any]]:
+        def handle(session: Session, request: Any) -> dict[str, Any]:
+            self.received.append((session.identity, action, unstructure(request)))
+            self.counts[(session.identity, action)] += 1
+            self.changed.set()
+            self.changed = trio.Event()
+            now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if action == "BootNotification":
+                return {"status": "Accepted", "currentTime": now, "interval": self.heartbeat_interval}
+            if action == "Heartbeat":
+                return {"currentTime": now}
+            return {}
+
+        return handle
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self.changed.wait()
+
+    def of(self, identity: str, action: str) -> list[dict[str, Any]]:
+        return [p for i, a, p in self.received if i == identity and a == action]
+
+
+@pytest.fixture
+async def central() -> AsyncIterator[tuple[Central, CentralSystemServer]]:
+    app = Central(heartbeat_interval=1)
+    async with open_central_system(app.router, 0, host="127.0.0.1") as server:
+        yield app, server
+
+
+@pytest.fixture
+async def files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
+    app = FileServer()
+    config = HyperConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    done = trio.Event()
+
+    async def shutdown_trigger() -> None:
+        await done.wait()
+
+    urls = await nursery.start(functools.partial(serve, app, config,  # type: ignore[arg-type]
+                                                 shutdown_trigger=shutdown_trigger))
+    yield app, urls[0]
+    done.set()
+
+
+async def _call(server: CentralSystemServer, identity: str, action: str, payload: dict[str, Any]) -> Any:
+    return unstructure(await server.call(identity, structure_request(action, payload)))
+
+
+async def test_one_station_end_to_end(central: tuple[Central, CentralSystemServer],
+                                      files: tuple[FileServer, str], tmp_path: Path) -> None:
+    app, server = central
+    file_app, base = files
+    file_app.files["/fw/3.0.0.bin"] = b"OS3PSIM-FIRMWARE 3.0.0\n" + b"\x00" * 4096
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "one.db"))
+    config = StationConfig(transfers=TransferConfig(install_duration=0.5))
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            station = LiveStation(url, "SIM-ONE", store, config=config, seed=1, client_config=FAST_CLIENT,
+                                  reboot_pause=0.2)
+            await nursery.start(station.run)
+            await app.wait_for(lambda: app.counts[("SIM-ONE", "Heartbeat")] >= 1)
+            assert app.of("SIM-ONE", "BootNotification")[0]["firmwareVersion"] == "1.0.0"
+            # A remote override: answered, then the mode and the switch arrive through the outbox.
+            reply = await _call(server, "SIM-ONE", "OverrideStreetlight", {"contactorId": 1, "action": "On"})
+            assert reply == {"status": "Accepted"}
+            await app.wait_for(lambda: len(app.of("SIM-ONE", "StreetlightStatusNotification")) >= 1)
+            assert app.of("SIM-ONE", "StreetlightModeStatusNotification")[0]["mode"] == "RemoteOverride"
+            assert app.of("SIM-ONE", "StreetlightStatusNotification")[0]["status"] == "On"
+            # TriggerMessage: fresh readings after the answer.
+            reply = await _call(server, "SIM-ONE", "TriggerMessage", {"requestedMessage": "MeterValues"})
+            assert reply == {"status": "Accepted"}
+            await app.wait_for(lambda: len(app.of("SIM-ONE", "MeterValues")) >= 1)
+            values = app.of("SIM-ONE", "MeterValues")[0]["meterValue"][0]["sampledValue"]
+            p1 = [v for v in values
+                  if v.get("location") == "P1Meter" and v["measurand"] == "Power.Active.Import"]
+            assert p1[0]["value"] == "1.800"  # contactor 1's lamps are on
+            # Configuration round trip through the core's store.
+            got = await _call(server, "SIM-ONE", "GetConfiguration", {"key": ["TimeZone"]})
+            assert got["configurationKey"][0]["value"] == "Europe/Amsterdam"
+            # Reset: the station reboots and comes back without a BootNotification (nothing changed, §5).
+            assert await _call(server, "SIM-ONE", "Reset", {}) == {"status": "Accepted"}
+            await app.wait_for(lambda: station.power_cycles == 2 and server.get("SIM-ONE") is not None)
+            hb = app.counts[("SIM-ONE", "Heartbeat")]
+            await app.wait_for(lambda: app.counts[("SIM-ONE", "Heartbeat")] > hb)
+            assert app.counts[("SIM-ONE", "BootNotification")] == 1
+            # UpdateFirmware over HTTP: every status, a reboot, and a BootNotification with the new version.
+            await _call(server, "SIM-ONE", "UpdateFirmware", {
+                "location": f"{base}/fw/3.0.0.bin", "retrieveDate": "2020-01-01T00:00:00Z",
+                "requestId": "fw-9"})
+            await app.wait_for(lambda: app.counts[("SIM-ONE", "BootNotification")] == 2)
+            assert [p["status"] for p in app.of("SIM-ONE", "FirmwareStatusNotification")] == [
+                "Downloading", "Downloaded", "Installing", "Installed"]
+            assert app.of("SIM-ONE", "BootNotification")[1]["firmwareVersion"] == "3.0.0"
+            # The unclean-shutdown report never appeared: both reboots were clean.
+            assert app.of("SIM-ONE", "StatusNotification") == []
+            nursery.cancel_scope.cancel()
+    assert store.outbox_pending("SIM-ONE") == []
+
+
+async def test_fleet_of_200_stations_boots_and_heartbeats(central: tuple[Central, CentralSystemServer],
+                                                         tmp_path: Path) -> None:
+    app, server = central
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "fleet.db"), synchronous="NORMAL")
+    count = 200
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            stats: FleetStats = await nursery.start(functools.partial(
+                run_fleet, url, count, prefix="FLEET", ramp=400.0, store=store, client_config=FAST_CLIENT,
+                progress=None))
+            await app.wait_for(lambda: len({i for (i, a) in app.counts if a == "Heartbeat"}) == count)
+            while len(stats.heartbeats) < count:  # the last responses are on their way back
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+    booted = {i for (i, a) in app.counts if a == "BootNotification"}
+    assert len(booted) == count
+    assert stats.booted == count
+    assert len(stats.heartbeats) == count
+    summary = stats.summary()
+    assert summary["errors"] == 0
+    assert summary["latencyP99Ms"] is not None
+    assert sorted(store.identities())[:2] == ["FLEET-00001", "FLEET-00002"]
+
+
+def test_cli_fleet_writes_statistics(tmp_path: Path) -> None:
+    """``os3p-sim fleet`` end to end in a subprocess-free way: a server in a thread-free trio run."""
+    out = tmp_path / "stats.json"
+
+    async def scenario() -> None:
+        app = Central(heartbeat_interval=1)
+        async with open_central_system(app.router, 0, host="127.0.0.1") as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            await trio.to_thread.run_sync(main, ["fleet", "--url", url, "--count", "5", "--ramp", "50",
+                                                 "--duration", "3", "--json", str(out),
+                                                 "--state", str(tmp_path / "cli.db")])
+            assert len({i for (i, a) in app.counts if a == "BootNotification"}) == 5
+
+    trio.run(scenario)
+    summary = json.loads(out.read_text())
+    assert summary["booted"] == 5
+    assert summary["stationsWithHeartbeat"] == 5
