@@ -27,8 +27,8 @@ from os3p_trio.central import (
     create_api,
     open_sqlite_store,
     serve_api,
+    upload_token,
 )
-from os3p_trio.central._api import upload_token
 
 SECRET = b"s" * 32
 T0 = 1_700_000_000.0

@@ -25,9 +25,15 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 from os3p_trio import ServerConfig
-from os3p_trio.central import BootStatus, CentralConfig, FileArea, open_sqlite_store
-from os3p_trio.central._api import upload_token
-from os3p_trio.central._server import CentralService, open_central_service
+from os3p_trio.central import (
+    BootStatus,
+    CentralConfig,
+    CentralService,
+    FileArea,
+    open_central_service,
+    open_sqlite_store,
+    upload_token,
+)
 from os3p_trio.central.cli import main as cli_main
 
 SECRET = b"x" * 32

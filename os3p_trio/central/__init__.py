@@ -1,6 +1,7 @@
 """The OS³P Central System service: store, station handlers and boot policy, operator API, CLI."""
 
-from ._api import FileArea, create_api, serve_api
+from ._api import FileArea, create_api, serve_api, upload_token
+from ._server import CentralService, StoreRegistry, build_router, open_central_service, run_serve
 from ._service import CentralConfig, CentralSystem, LiveStations, NotConnected, StationLink, UnknownAction
 from ._sqlite import SqliteStore, StoreConfig, open_sqlite_store
 from ._store import (
@@ -20,6 +21,7 @@ from ._store import (
 __all__ = [
     "BootStatus",
     "CentralConfig",
+    "CentralService",
     "CentralSystem",
     "EventKind",
     "EventRecord",
@@ -35,10 +37,15 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoreError",
+    "StoreRegistry",
     "UnknownAction",
     "UnknownStation",
     "UploadRecord",
+    "build_router",
     "create_api",
+    "open_central_service",
     "open_sqlite_store",
+    "run_serve",
     "serve_api",
+    "upload_token",
 ]
