@@ -7,7 +7,7 @@ for the worst-case memory these bounds imply).
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Callable
 
 import attrs
@@ -19,8 +19,16 @@ def uuid4_id() -> str:
     """The default message-id factory: UUID4 text, 36 characters (§J4.1.2 "to allow for GUID's").
 
     The only entropy in ``os3p_core``; replace it (``Config(id_factory=...)``) for reproducible runs.
+    Same bits as ``str(uuid.uuid4())`` (122 random bits from ``os.urandom``, RFC 4122 version 4 and
+    variant), formatted directly: ``uuid.UUID`` objects cost 3x more, a quarter of a whole Heartbeat
+    round trip (``benchmarks/connection_bench.py``).
     """
-    return str(uuid.uuid4())
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# RFC 4122 §4.4: the two top bits of clock_seq_hi_and_reserved are 10 -> first hex digit 8..b.
+_VARIANT: dict[str, str] = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,9 +112,14 @@ def test_send_returns_the_message_id_from_the_factory() -> None:
 
 def test_default_ids_are_uuid4_text() -> None:
     conn = Connection(Role.CENTRAL_SYSTEM)
-    unique_id = conn.send(Call("Reset"), 0.0)
-    assert len(unique_id) == 36
-    assert unique_id.count("-") == 4
+    ids = {conn.send(Call("Reset"), 0.0) for _ in range(50)}
+    assert len(ids) == 50
+    for unique_id in ids:
+        assert len(unique_id) == 36
+        parsed = uuid.UUID(unique_id)
+        assert str(parsed) == unique_id
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
     assert conn.config == Config()
 
 
