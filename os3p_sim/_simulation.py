@@ -209,6 +209,11 @@ class Link:
         else:
             self.station.receive(self, text)
 
+    def close_after_flush(self) -> None:
+        """A graceful close by the Central System: what it sent arrives first (data before FIN)."""
+        last = max(self._last_delivery["down"], self.sim.loop.now)
+        self.sim.loop.at(last + 0.001, self.close)
+
     def close(self) -> None:
         """Both ends see the connection lost (messages still in flight are gone)."""
         if not self.open:
@@ -221,10 +226,12 @@ class Link:
 class CentralModel:
     """The Central System as the stations see it: boots them, commits their notifications, then answers."""
 
-    def __init__(self, sim: Simulation, *, heartbeat_interval: int = 600,
+    def __init__(self, sim: Simulation, *, heartbeat_interval: int = 600, retry_interval: int = 30,
                  commit_delay: tuple[float, float] = (0.01, 1.5)) -> None:
         self.sim = sim
         self.heartbeat_interval = heartbeat_interval
+        #: ``interval`` of a Pending or Rejected BootNotification response (§M3.1).
+        self.retry_interval = retry_interval
         #: Seconds between receiving a notification and answering it (the store's commit), uniform in range.
         self.commit_delay = commit_delay
         self.accepted: set[str] = set()
@@ -285,8 +292,9 @@ class CentralModel:
                 action = event.action.value
                 if action == "BootNotification":
                     status = self.boot_status(identity)
+                    interval = self.heartbeat_interval if status == "Accepted" else self.retry_interval
                     conn.send(event.result({"status": status, "currentTime": iso_utc(now),
-                                            "interval": self.heartbeat_interval}), now)
+                                            "interval": interval}), now)
                     if status == "Accepted":
                         self.accepted.add(identity)  # remembered durably (PROTOCOL-DECISIONS §5 (b))
                     continue
@@ -311,7 +319,7 @@ class CentralModel:
         for text in conn.messages_to_send():
             link.send("down", text)
         if conn.should_close:
-            link.close()
+            link.close_after_flush()  # §M3.1: Rejected → send the CALLRESULT, then close
             return
         deadline = conn.next_deadline()
         if deadline is not None and link.open:
@@ -584,8 +592,10 @@ class SimStation:
                     self._apply(out, response_to=event)
                     self._arm_station_timer()
             elif isinstance(event, BootStateChanged):
-                self._boot_changed(event)
+                pass  # the BootNotification's own result drives the boot flow (a second Pending is no change)
             elif isinstance(event, ResultReceived):
+                if event.unique_id == self._boot_id:
+                    self._boot_result(event.payload)
                 self._outbox_done(event.unique_id, None)
             elif isinstance(event, ErrorReceived):
                 if event.code.value == "SecurityError" and event.action is not Action.BOOT_NOTIFICATION:
@@ -599,19 +609,23 @@ class SimStation:
                 self._inflight = None  # connection lost: the entry stays at the head, re-sent later
         self._flush()
 
-    def _boot_changed(self, event: BootStateChanged) -> None:
+    def _boot_result(self, payload: dict[str, Any]) -> None:
+        """§M3.1: Accepted → heartbeats and the outbox; Pending → boot again after ``interval`` (60 if 0);
+        Rejected → the Central System closes the connection (see :meth:`lost`)."""
         station = self.station
         if station is None:
             return
+        self._boot_id = None
         now = self.sim.loop.now
-        if event.new is BootState.ACCEPTED:
+        interval = int(payload.get("interval", 0))
+        if payload["status"] == "Accepted":
             self.boots += 1
             self._reconnects = 0
-            self._apply(station.boot_accepted(event.interval or station.heartbeat_interval, now))
+            self._apply(station.boot_accepted(interval, now))
             self._start_heartbeats()
             self._pump()
-        elif event.new is BootState.PENDING:
-            self._later(float(event.interval or 60), self._send_boot)
+        elif payload["status"] == "Pending":
+            self._later(float(interval or 60), self._send_boot)
 
     # -- the outbox (PROTOCOL-DECISIONS §7) ------------------------------------------------------------------
     def _pump(self) -> None:

@@ -88,6 +88,10 @@ class StationConfig:
     model: str = "SIM-SSS-400"
     #: Boot fields to force (e.g. ``(("iccid", "..."),)``); the rest derive from the identity.
     boot_overrides: tuple[tuple[str, str], ...] = ()
+    #: Mean number of times per day a person turns the station's manual override switch (0: never), and the
+    #: mean time (s) before it is turned back to automatic.  Both exponential, from the station's generator.
+    local_overrides_per_day: float = 0.0
+    mean_local_override: float = 1800.0
 
 
 def boot_fields_for(identity: str, config: StationConfig, firmware_version: str) -> dict[str, str]:
@@ -165,6 +169,7 @@ class Station:
         self._new = not stored
         self._next_meter = self._align(now)
         self._next_switch: dict[int, float] = {}
+        self._next_local = self._draw_local(now)
         self.now = now
 
     # -- queries -----------------------------------------------------------------------------------------
@@ -183,6 +188,8 @@ class Station:
     def next_deadline(self) -> float:
         """When :meth:`step` must run next (POSIX seconds)."""
         times = [self._next_meter, *self._next_switch.values()]
+        if self._next_local is not None:
+            times.append(self._next_local)
         faults = self.faults.next_deadline()
         if faults is not None:
             times.append(faults)
@@ -245,12 +252,32 @@ class Station:
                 out = out.merge(self._firmware_timer(due))
             elif (fault_at := self.faults.next_deadline()) is not None and fault_at <= due:
                 out = out.merge(self._fault_step(due))
+            elif self._next_local is not None and self._next_local <= due:
+                out = out.merge(self._local_step(due))
             elif any(t <= due for t in self._next_switch.values()):
                 self._refresh_timeline(due)
                 out = out.merge(self._settle(due))
             else:
                 out = out.merge(self._meter_sample(due, "Sample.Periodic", periodic=True))
         self.now = max(self.now, now)
+        return out
+
+    def _draw_local(self, now: float) -> float | None:
+        rate = self.config.local_overrides_per_day
+        if rate <= 0:
+            return None
+        if self.contactors.local is not LocalSwitch.AUTO:
+            return now + self.rng.expovariate(1.0 / self.config.mean_local_override)
+        return now + self.rng.expovariate(rate / 86400.0)
+
+    def _local_step(self, t: float) -> Output:
+        """The simulated person at the override switch: forces the lights on or off, later back to auto."""
+        if self.contactors.local is LocalSwitch.AUTO:
+            position = LocalSwitch.ON if self.rng.random() < 0.5 else LocalSwitch.OFF
+        else:
+            position = LocalSwitch.AUTO
+        out = self.set_local_switch(position, t)
+        self._next_local = self._draw_local(t)
         return out
 
     def _align(self, t: float) -> float:

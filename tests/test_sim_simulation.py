@@ -149,3 +149,33 @@ def test_same_seed_same_run() -> None:
 
     assert fingerprint(3) == fingerprint(3)
     assert fingerprint(3) != fingerprint(4)
+
+
+def test_boot_pending_then_rejected_then_accepted() -> None:
+    """PROTOCOL-DECISIONS §5: Pending → answer calls, boot again after `interval`, send only what a
+    TriggerMessage asked for; Rejected → the Central System closes, the station waits `interval`."""
+    t0 = _start(dt.date(2025, 5, 1))
+    sim = Simulation(seed=2, start=t0)
+    answers = iter(["Pending", "Pending", "Rejected"])
+    sim.central.boot_status = lambda identity: next(answers, "Accepted")
+    sim.central.retry_interval = 40
+    sim.add_station("SUB-P")
+    sim.run_for(20)
+    assert [r.action for r in sim.central.received] == []  # nothing but BootNotification while Pending
+    assert sim.central.call("SUB-P", "TriggerMessage", {"requestedMessage": "StatusNotification"})
+    assert sim.central.call("SUB-P", "GetConfiguration", {"key": ["HeartbeatInterval"]})
+    sim.run_for(5)
+    assert [r.action for r in sim.central.received] == ["StatusNotification"]  # the triggered one only
+    answered = [r for r in sim.central.results if r[2] == "GetConfiguration"]
+    assert answered[0][3]["configurationKey"][0]["key"] == "HeartbeatInterval"
+    sim.run_for(60)  # second Pending at ~40 s, Rejected at ~80 s
+    assert "SUB-P" not in sim.central.accepted
+    sim.run_for(200)  # waits 40 s after Rejected, reconnects, Accepted
+    assert "SUB-P" in sim.central.accepted
+    sim.run_for(1300)
+    actions = [r.action for r in sim.central.received]
+    assert actions.count("Heartbeat") >= 2
+    boots = [t for t, d, i, text in sim.trace if d == "up" and '"BootNotification"' in text]
+    assert len(boots) == 4
+    assert boots[1] - boots[0] >= 40
+    assert boots[3] - boots[2] >= 40

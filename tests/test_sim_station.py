@@ -237,3 +237,27 @@ def test_store_change_from_station_round_trips(tmp_path: Path) -> None:
     rows = store.meter_history("SUB-H", t0, t0 + 3600)
     assert len(rows) == 60
     assert store.apply("SUB-H", Change(), t0) == []
+
+
+def test_simulated_local_override_switch_comes_and_goes() -> None:
+    t0 = _noon(dt.date(2025, 2, 1))
+    station = Station("SUB-LO", StationConfig(local_overrides_per_day=6.0, mean_local_override=900.0),
+                      seed=4, now=t0)
+    station.start(t0)
+    station.handle_call("SetStreetlightProfile", SPEC_PROFILE | {"streetlightProfiles": [
+        SPEC_PROFILE["streetlightProfiles"][0] | {"validTo": "2030-01-01T00:00:00"}]}, t0)
+    sent = run(station, t0 + 3 * 86400)
+    modes = [p for a, p in sent if a == "StreetlightModeStatusNotification"]
+    assert any(p["mode"] == "LocalOverride" and "contactorId" not in p for p in modes)
+    assert any(p["mode"] == "Schedule" for p in modes)
+    # Switches forced by the hardware switch are flagged unexpected (§M6.8); scheduled ones are not.
+    switches = [p for a, p in sent if a == "StreetlightStatusNotification"]
+    assert any(p.get("unexpected") for p in switches)
+    assert any(not p.get("unexpected") for p in switches)
+    # While the switch is active, remote commands are refused.
+    for _ in range(1000):
+        if station.contactors.local is not LocalSwitch.AUTO:
+            break
+        station.step(station.next_deadline())
+    assert station.handle_call("OverrideStreetlight", {"action": "Off"}, station.now).response == {
+        "status": "RejectedLocalOverride"}
