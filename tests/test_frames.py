@@ -21,6 +21,7 @@ from os3p_core import (
     LocalProtocolError,
     decode,
     encode,
+    validate_request,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +249,20 @@ def test_decoding_time_is_linear_in_size(make: Any) -> None:
     assert ratio < size_ratio * 8, (ratio, size_ratio)
 
 
-def test_heartbeat_decode_is_fast() -> None:
-    # Issue 2: decode + validate of a Heartbeat CALL <= 10 µs; decoding alone is well under that
-    # (benchmarks/core_bench.py measures the whole path).  Loose bound: shared CI machine.
-    per_call = _best_time('[2,"0b8f6a1e-3c2d-4e5f-8a9b-1c2d3e4f5a6b","Heartbeat",{}]', 2000)
-    assert per_call < 10e-6, per_call
+def test_heartbeat_decode_and_validate_is_fast() -> None:
+    # Issue 2: decode + validate of a Heartbeat CALL <= 10 µs (benchmarks/core_bench.py measures it
+    # properly; ~1.5 µs there).  Best of 5 on a shared CI machine, so the bound is the goal itself.
+    text = '[2,"0b8f6a1e-3c2d-4e5f-8a9b-1c2d3e4f5a6b","Heartbeat",{}]'
+
+    def decode_and_validate() -> None:
+        frame = decode(text)
+        assert isinstance(frame, CallFrame)
+        validate_request(frame.action, frame.payload)
+
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(2000):
+            decode_and_validate()
+        best = min(best, (time.perf_counter() - start) / 2000)
+    assert best < 10e-6, best
