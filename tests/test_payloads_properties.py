@@ -17,10 +17,14 @@ the typed classes are tested against the schemas, not against themselves.  Prope
 from __future__ import annotations
 
 import copy
+import enum
+import types
+import typing
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,9 +34,12 @@ from os3p_core import (
     PayloadConverter,
     SchemaViolation,
     load_schema,
+    request_class,
+    response_class,
     validate_request,
     validate_response,
 )
+from os3p_core.payloads import PayloadValueError
 
 KINDS = ("Request", "Response")
 #: A non-default zone with a negative offset and DST, to make the station-zone rule visible.
@@ -265,3 +272,74 @@ def test_generator_covers_naive_and_offset_date_times() -> None:
     obj = CONVERTER.structure_response("Heartbeat", {"currentTime": "2020-01-15T12:00:00"})
     assert obj.current_time.utcoffset() == timedelta(hours=-3)  # type: ignore[attr-defined]
     assert _instant("2020-01-15T12:00:00") == datetime(2020, 1, 15, 15, 0, tzinfo=UTC)
+
+
+# --- objects built directly: whatever a constructor accepts is schema-valid on the wire ------------------
+
+_OFFSETS = st.integers(-23 * 60, 23 * 60).map(lambda minutes: timedelta(minutes=minutes))
+
+
+def _aware_datetimes() -> st.SearchStrategy[datetime]:
+    from datetime import timezone
+
+    fixed = _OFFSETS.map(timezone)
+    zones = st.sampled_from([ZoneInfo("Europe/Amsterdam"), ZoneInfo("America/Santiago"), UTC])
+    return st.datetimes(
+        min_value=datetime(1900, 1, 2), max_value=datetime(2200, 12, 30), timezones=st.one_of(fixed, zones)
+    )
+
+
+def _from_hint(tp: Any) -> st.SearchStrategy[Any]:
+    """A deliberately loose strategy per type: values the constructors must sometimes refuse."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = (arg for arg in args if arg is not type(None))
+        return st.none() | _from_hint(inner)
+    if origin is tuple:
+        return st.lists(_from_hint(args[0]), max_size=5).map(tuple)  # maxItems is 4
+    if attrs.has(tp):  # a nested value: only ones its own constructor accepted
+        return _builds(tp).filter(lambda obj: obj is not None)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return st.sampled_from(list(tp))
+    if tp is datetime:
+        return _aware_datetimes()
+    if tp is bool:
+        return st.booleans()
+    if tp is int:
+        return st.integers(1, 4) | st.integers(-2, 6) | st.integers(-100_000, 100_000)
+    if tp is str:
+        return st.text(max_size=12) | st.sampled_from(["ftp://host/file", "x" * 37, "12:00:00"])
+    raise AssertionError(f"no strategy for {tp!r}")
+
+
+def _builds(cls: type) -> st.SearchStrategy[Any]:
+    hints = typing.get_type_hints(cls)
+    fields = {a.name: _from_hint(hints[a.name]) for a in attrs.fields(cls)}
+
+    @st.composite
+    def build(draw: st.DrawFn) -> Any:
+        values = {name: draw(strategy) for name, strategy in fields.items()}
+        try:
+            return cls(**values)
+        except PayloadValueError:
+            return None  # refused by the constructor: nothing to send
+
+    return build()
+
+
+@pytest.mark.parametrize(("action", "kind"), CASES, ids=[f"{a}{k}" for a, k in CASES])
+def test_what_a_constructor_accepts_is_valid_on_the_wire(action: str, kind: str) -> None:
+    cls = request_class(action) if kind == "Request" else response_class(action)
+
+    @settings(SETTINGS, max_examples=25)
+    @given(obj=_builds(cls))
+    def check(obj: Any) -> None:
+        if obj is None:
+            return
+        wire = CONVERTER.unstructure(obj)
+        _validate(action, kind, wire)
+        # Compared on the wire: a datetime in a DST fold of a ZoneInfo zone never equals one with a
+        # fixed offset (PEP 495), although both name the same instant.
+        assert CONVERTER.unstructure(_structure(action, kind, wire)) == wire
+
+    check()

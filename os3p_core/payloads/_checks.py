@@ -23,6 +23,7 @@ __all__ = [
     "aware_datetime",
     "boolean",
     "enum_member",
+    "instance",
     "integer",
     "items",
     "string",
@@ -144,6 +145,16 @@ def aware_datetime(*, optional: bool = False) -> Validator:
         if optional and value is None:
             return
         raise _fail(inst, attribute, "type", f"expected a datetime, got {type(value).__name__}")
+
+    return check
+
+
+def instance(cls: type) -> Validator:
+    """An instance of ``cls`` (a nested value class)."""
+
+    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, cls):
+            raise _fail(inst, attribute, "type", f"expected a {cls.__name__}, got {type(value).__name__}")
 
     return check
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import attrs
 
-from ._checks import aware_datetime, boolean, enum_member, integer, items, string
+from ._checks import aware_datetime, boolean, enum_member, instance, integer, items, string
 from ._enums import (
     Measurand,
     MeasurementLocation,
@@ -114,8 +114,8 @@ class SchedulePoint:
 class SchedulePeriod:
     """One "lights on" period of a profile's daySchedule (§M7.10, Table 17)."""
 
-    start: SchedulePoint = attrs.field(validator=attrs.validators.instance_of(SchedulePoint))
-    end: SchedulePoint = attrs.field(validator=attrs.validators.instance_of(SchedulePoint))
+    start: SchedulePoint = attrs.field(validator=instance(SchedulePoint))
+    end: SchedulePoint = attrs.field(validator=instance(SchedulePoint))
 
 
 @attrs.frozen
