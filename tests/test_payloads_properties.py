@@ -11,7 +11,9 @@ the typed classes are tested against the schemas, not against themselves.  Prope
    objects dropped) and still validates;
 4. structuring that output gives an equal object (the round trip is stable);
 5. a payload broken in one place is rejected by the converter exactly when the validators reject
-   it, with the same CallError code.
+   it, with the same CallError code;
+6. whatever a payload constructor accepts (built from loose per-type strategies) unstructures to a
+   payload that validates and survives another round trip.
 """
 
 from __future__ import annotations
