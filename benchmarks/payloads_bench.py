@@ -11,6 +11,7 @@ Figures for the record go to benchmarks/RESULTS.md ("Typed payloads").
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -86,9 +87,9 @@ def main() -> int:
         if args.quick:
             number //= 10
         os3p_core.validate_request(action, payload)  # compile once
-        validate = per_call(lambda a=action, p=payload: os3p_core.validate_request(a, p), number, repeat)
-        structure = per_call(lambda a=action, p=payload: converter.structure_request(a, p), number, repeat)
-        unstructure = per_call(lambda o=obj: converter.unstructure(o), number, repeat)
+        validate = per_call(functools.partial(os3p_core.validate_request, action, payload), number, repeat)
+        structure = per_call(functools.partial(converter.structure_request, action, payload), number, repeat)
+        unstructure = per_call(functools.partial(converter.unstructure, obj), number, repeat)
         print(f"\n{title}")
         print(
             f"  first use (hook generation): structure {first_structure_s * 1e3:.2f} ms, "
