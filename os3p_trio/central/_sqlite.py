@@ -116,7 +116,11 @@ CREATE TABLE IF NOT EXISTS events (
     -- once.
     dedup_key    TEXT
 );
-CREATE INDEX IF NOT EXISTS events_by_station ON events (identity, kind, ts);
+-- Reads stay O(log n) however long a station's history grows: the latest event of a kind per contactor
+-- (effective state), a station's log newest first (entries sorted by rowid), and the log of one kind.
+CREATE INDEX IF NOT EXISTS events_latest ON events (identity, kind, contactor_id, ts);
+CREATE INDEX IF NOT EXISTS events_by_station ON events (identity);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (identity, kind);
 CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (identity, kind, dedup_key) WHERE dedup_key IS NOT
 NULL;
 CREATE TABLE IF NOT EXISTS uploads (
@@ -142,6 +146,8 @@ _DEFAULT_FORMAT = "Raw"
 
 # Events the station delivers at least once (PROTOCOL-DECISIONS §7); the rest carry no dedup key.
 _GUARANTEED = frozenset({EventKind.STREETLIGHT_STATUS, EventKind.STREETLIGHT_MODE})
+# contactorId values (annex §8.1: 1–4; the schemas bound it to 1..4), None: "all contactors".
+_CONTACTOR_KEYS: tuple[int | None, ...] = (None, 1, 2, 3, 4)
 
 
 @attrs.frozen(slots=True)
@@ -608,14 +614,37 @@ class SqliteStore:
 
         def per_contactor(conn: sqlite3.Connection, kind: EventKind) -> dict[int, EventRecord]:
             # The latest event per contactor by the station's own timestamp (a resend from the outbox may
-            # arrive after a newer live event); ties go to the later arrival.
-            rows = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE identity = ? AND kind = ? AND id = ("
-                " SELECT id FROM events f WHERE f.identity = e.identity AND f.kind = e.kind"
-                " AND f.contactor_id IS e.contactor_id ORDER BY ts DESC, id DESC LIMIT 1)",
-                (identity, kind.value),
-            ).fetchall()
-            return {(event.contactor_id or 0): event for event in map(_event, rows)}
+            # arrive after a newer live event); ties go to the later arrival.  One indexed probe per
+            # contactor (None: all contactors, then 1–4, annex §8.1), not a scan of the history.
+            found: dict[int, EventRecord] = {}
+            for contactor in _CONTACTOR_KEYS:
+                row = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM events "
+                    "WHERE identity = ? AND kind = ? AND contactor_id IS ? ORDER BY ts DESC, id DESC LIMIT 1",
+                    (identity, kind.value, contactor),
+                ).fetchone()
+                if row is not None:
+                    found[contactor or 0] = _event(row)
+            return found
+
+        def last_readings(conn: sqlite3.Connection) -> dict[str, MeterValueRecord]:
+            # Skip-scan over the (identity, measurand, ts, ...) index: one probe per distinct measurand for
+            # the next name, one for its newest row — O(measurands × log n) instead of a scan of the history.
+            readings: dict[str, MeterValueRecord] = {}
+            measurand = ""
+            while True:
+                (measurand,) = conn.execute(
+                    "SELECT min(measurand) FROM meter_values WHERE identity = ? AND measurand > ?",
+                    (identity, measurand),
+                ).fetchone()
+                if measurand is None:
+                    return readings
+                row = conn.execute(
+                    f"SELECT {_METER_COLUMNS} FROM meter_values WHERE identity = ? AND measurand = ? "
+                    "ORDER BY ts DESC, id DESC LIMIT 1",
+                    (identity, measurand),
+                ).fetchone()
+                readings[measurand] = _meter(row)
 
         def fn(conn: sqlite3.Connection) -> StationState | None:
             row = conn.execute(
@@ -623,12 +652,6 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 return None
-            readings = conn.execute(
-                f"SELECT {_METER_COLUMNS} FROM meter_values m WHERE identity = ? AND id = ("
-                " SELECT id FROM meter_values n WHERE n.identity = m.identity AND n.measurand = m.measurand"
-                " ORDER BY ts DESC, id DESC LIMIT 1) ORDER BY measurand",
-                (identity,),
-            ).fetchall()
             return StationState(
                 station=_station(row),
                 contactors=per_contactor(conn, EventKind.STREETLIGHT_STATUS),
@@ -636,7 +659,7 @@ class SqliteStore:
                 last_status=latest(conn, EventKind.STATUS),
                 firmware_status=latest(conn, EventKind.FIRMWARE_STATUS),
                 file_status=latest(conn, EventKind.FILE_STATUS),
-                last_readings={record.measurand: record for record in map(_meter, readings)},
+                last_readings=last_readings(conn),
             )
 
         return await self._read(fn)
