@@ -37,7 +37,7 @@ from typing import Any
 
 import trio
 
-IMPLS = ("wsproto", "triows", "websockets")
+IMPLS = ("wsproto", "triows", "websockets", "os3p")
 SUBPROTOCOL = "OS3P1.0"
 REQUEST_TEXT = b'[2,"19223201","Heartbeat",{}]'
 RESPONSE_TEXT = '[3,"19223201",{"currentTime":"2026-11-26T08:00:00.000Z"}]'
@@ -121,8 +121,46 @@ async def _serve_websockets(nursery: trio.Nursery) -> int:
     return int(listeners[0].socket.getsockname()[1])
 
 
+async def _serve_os3p(nursery: trio.Nursery) -> int:
+    # The whole os3p stack on the default transport: handshake rules, the sans-IO Connection with
+    # validation both ways and boot gating (acceptance remembered: open registry with
+    # previously_accepted), a typed Heartbeat handler.  Not a transport figure: the reference for
+    # what a connection costs once everything is on.
+    from datetime import UTC, datetime
+
+    from os3p_core import Action
+    from os3p_core.payloads import HeartbeatRequest, HeartbeatResponse
+    from os3p_trio import Router, Session, StationRecord, serve_central_system
+
+    class Registry:
+        async def lookup(self, identity: str) -> StationRecord:
+            return StationRecord(identity, previously_accepted=True)
+
+        async def remember_boot(self, identity: str, accepted: bool) -> None:
+            pass
+
+    router = Router()
+
+    @router.on(Action.HEARTBEAT)
+    def heartbeat(session: Session, request: HeartbeatRequest) -> HeartbeatResponse:
+        return HeartbeatResponse(current_time=datetime.now(UTC))
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=4096)
+    await nursery.start(
+        lambda task_status: serve_central_system(
+            router, 0, registry=Registry(), listeners=listeners, task_status=task_status
+        )
+    )
+    return int(listeners[0].socket.getsockname()[1])
+
+
 async def server_main(impl: str) -> None:
-    starters = {"wsproto": _serve_wsproto, "triows": _serve_triows, "websockets": _serve_websockets}
+    starters = {
+        "wsproto": _serve_wsproto,
+        "triows": _serve_triows,
+        "websockets": _serve_websockets,
+        "os3p": _serve_os3p,
+    }
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signal_reporter)
         port = await starters[impl](nursery)
@@ -144,7 +182,6 @@ def _masked_text_frame(payload: bytes) -> bytes:
 
 
 REQUEST_FRAME = _masked_text_frame(REQUEST_TEXT)
-RESPONSE_FRAME_LEN = 2 + len(RESPONSE_TEXT.encode())
 
 
 def _upgrade_request(port: int, n: int) -> bytes:
@@ -170,19 +207,41 @@ async def _open(port: int, n: int) -> trio.SocketStream:
     return stream
 
 
+def _frames_complete(buf: bytearray) -> int:
+    """Remove every complete server frame from ``buf``; return how many text frames there were."""
+    n = 0
+    while len(buf) >= 2:
+        length = buf[1] & 0x7F
+        start = 2
+        if length == 126:
+            if len(buf) < 4:
+                break
+            length, start = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                break
+            length, start = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < start + length:
+            break
+        if buf[0] & 0x0F == 0x1:
+            n += 1
+        del buf[: start + length]
+    return n
+
+
 async def _drive(
     stream: trio.SocketStream, stop_at: float, latencies: list[float], counts: list[int]
 ) -> None:
     n = 0
+    buf = bytearray()
     while trio.current_time() < stop_at:
         t0 = time.perf_counter()
         await stream.send_all(REQUEST_FRAME)
-        got = 0
-        while got < RESPONSE_FRAME_LEN:
+        while not _frames_complete(buf):
             chunk = await stream.receive_some(65536)
             if not chunk:
                 raise RuntimeError("server closed")
-            got += len(chunk)
+            buf += chunk
         latencies.append(time.perf_counter() - t0)
         n += 1
     counts.append(n)

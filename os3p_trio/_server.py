@@ -223,53 +223,57 @@ class CentralSystemServer:
     # --- per connection --------------------------------------------------------------------
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """Serve one accepted TCP stream to the end.  Never raises (failures are logged)."""
+        """Serve one accepted TCP stream to the end.  Never raises (failures are logged).
+
+        (One function, not a wrapper around another: every coroutine frame on an idle
+        connection's stack is kept for the life of the connection.)
+        """
         try:
-            await self._handle(stream)
+            cfg = self.config
+            accepted: tuple[WebSocket, str, StationRecord] | None = None
+            with trio.move_on_after(cfg.handshake_timeout):
+                accepted = await self._handshake(stream)
+            if accepted is None:
+                await trio.aclose_forcefully(stream)
+                return
+            ws, identity, record = accepted
+            if ws.subprotocol is None:
+                # §J3.2: "it MUST complete the websocket handshake with a response without a
+                # Sec-websocket-Protocol header and then immediately close the websocket connection."
+                await ws.aclose(
+                    CLOSE_PROTOCOL_ERROR, "no supported subprotocol offered", timeout=cfg.close_timeout
+                )
+                return
+            conn = Connection(
+                Role.CENTRAL_SYSTEM, cfg.connection, previously_accepted=record.previously_accepted
+            )
+            session = Session(
+                ws,
+                conn,
+                identity,
+                self.router,
+                ping_interval=cfg.ping_interval,
+                pong_timeout=cfg.pong_timeout,
+                close_timeout=cfg.close_timeout,
+            )
+            session.on_boot_state = self._boot_state_changed
+            old = self._sessions.get(identity)
+            self._sessions[identity] = session
+            if old is not None:
+                # PROTOCOL-DECISIONS §1: the newer authenticated connection replaces the older.
+                logger.info("os3p server: %r reconnected; closing its older connection", identity)
+                old.request_close(CLOSE_NORMAL, "replaced")
+            self._open += 1
+            try:
+                await session.run(on_start=self.on_connect)
+            finally:
+                self._open -= 1
+                if self._sessions.get(identity) is session:
+                    del self._sessions[identity]
         except Exception:
+            # Session.run contains its own failures; this catches the handshake phase.
             logger.exception("os3p server: connection handling failed")
             await trio.aclose_forcefully(stream)
-
-    async def _handle(self, stream: trio.abc.Stream) -> None:
-        cfg = self.config
-        accepted: tuple[WebSocket, str, StationRecord] | None = None
-        with trio.move_on_after(cfg.handshake_timeout):
-            accepted = await self._handshake(stream)
-        if accepted is None:
-            await trio.aclose_forcefully(stream)
-            return
-        ws, identity, record = accepted
-        if ws.subprotocol is None:
-            # §J3.2: "it MUST complete the websocket handshake with a response without a
-            # Sec-websocket-Protocol header and then immediately close the websocket connection."
-            await ws.aclose(
-                CLOSE_PROTOCOL_ERROR, "no supported subprotocol offered", timeout=cfg.close_timeout
-            )
-            return
-        conn = Connection(Role.CENTRAL_SYSTEM, cfg.connection, previously_accepted=record.previously_accepted)
-        session = Session(
-            ws,
-            conn,
-            identity,
-            self.router,
-            ping_interval=cfg.ping_interval,
-            pong_timeout=cfg.pong_timeout,
-            close_timeout=cfg.close_timeout,
-        )
-        session.on_boot_state = self._boot_state_changed
-        old = self._sessions.get(identity)
-        self._sessions[identity] = session
-        if old is not None:
-            # PROTOCOL-DECISIONS §1: the newer authenticated connection replaces the older.
-            logger.info("os3p server: %r reconnected; closing its older connection", identity)
-            old.request_close(CLOSE_NORMAL, "replaced")
-        self._open += 1
-        try:
-            await session.run(on_start=self.on_connect)
-        finally:
-            self._open -= 1
-            if self._sessions.get(identity) is session:
-                del self._sessions[identity]
 
     def _boot_state_changed(self, session: Session, change: BootStateChanged) -> None:
         if change.new in (BootState.ACCEPTED, BootState.PENDING, BootState.REJECTED):

@@ -265,7 +265,24 @@ class Session:
                 task_status.started()
                 # Outgoing calls queued before run() (none usually) go out now.
                 await self._flush()
-                peer_closed = await self._reader()
+                # The reader, inline (one coroutine less per idle connection): one read → every
+                # complete message → the core → events → one batched write.
+                ws = self._ws
+                conn = self._conn
+                while True:
+                    try:
+                        texts = await ws.receive_messages()
+                        now = trio.current_time()
+                        for text in texts:
+                            conn.receive_message(text, now)
+                            self._dispatch()
+                        self._update_timer()
+                        await ws.flush(conn.messages_to_send)
+                    except ConnectionClosed:
+                        peer_closed = True
+                        break
+                    if self._close_request is not None:
+                        break
                 nursery.cancel_scope.cancel()
             if self._close_request is not None:
                 code, reason = self._close_request
@@ -289,37 +306,12 @@ class Session:
         with contextlib.suppress(ConnectionClosed):
             await on_start(self)
 
-    async def _reader(self) -> bool:
-        ws = self._ws
-        conn = self._conn
-        while True:
-            try:
-                texts = await ws.receive_messages()
-            except ConnectionClosed:
-                return True
-            now = trio.current_time()
-            for text in texts:
-                conn.receive_message(text, now)
-                self._dispatch()
-            self._update_timer()
-            try:
-                await ws.flush(conn.messages_to_send)
-            except ConnectionClosed:
-                return True
-            if self._close_request is not None:
-                return False
-
     async def _timer(self) -> None:
-        # A ConnectionClosed here: the reader sees the close too and ends the session.
-        with contextlib.suppress(ConnectionClosed):
-            await self._timer_loop()
-
-    async def _timer_loop(self) -> None:
         conn = self._conn
         while True:
             with trio.CancelScope() as scope:
                 self._timer_scope = scope
-                self._timer_deadline = -math.inf
+                self._timer_deadline = math.inf
                 self._update_timer()
                 await trio.sleep_forever()
             self._timer_scope = None
@@ -328,8 +320,11 @@ class Session:
             if deadline is not None and deadline <= now:
                 conn.handle_timeout(now)
                 self._dispatch()
-            await self._keepalive(now)
-            await self._flush()
+            try:
+                await self._keepalive(now)
+                await self._flush()
+            except ConnectionClosed:
+                return  # the reader sees the close too and ends the session
 
     def _keepalive_due(self) -> float:
         interval = self.ping_interval
@@ -366,7 +361,10 @@ class Session:
         wake = self._keepalive_due()
         if deadline is not None and deadline < wake:
             wake = deadline
-        if wake != self._timer_deadline:
+        # Only ever move the wake-up earlier: the keepalive time moves later with every byte
+        # received, and re-arming a cancel scope per message costs more than waking once per
+        # ping interval to find that traffic arrived meanwhile.
+        if wake < self._timer_deadline:
             self._timer_deadline = wake
             scope.deadline = wake
 
