@@ -500,7 +500,10 @@ class Connection:
             raise LocalProtocolError(
                 f"id_factory must return a str of at most 36 characters, got {unique_id!r}"
             )
-        if unique_id in in_flight or unique_id in queued:
+        if unique_id in in_flight or unique_id in queued or unique_id in self._timed_out:
+            # §J4.1.2: ids "MUST be different from all message IDs previously used"; we can check
+            # the live ones and the recently timed-out ones (whose late response would otherwise
+            # match the new call).  Beyond that, uniqueness is the factory's promise.
             raise LocalProtocolError(f"id_factory returned {unique_id!r}, which is in use")
         text = encode_call(unique_id, action.value, payload)
         if use_trigger:
@@ -663,7 +666,9 @@ class Connection:
     def _grant_trigger(self, request: dict[str, Any], response: dict[str, Any]) -> None:
         """A TriggerMessage was answered Accepted: the Substation may send the requested message
         once, even before its boot is accepted (§M3.1 Pending, PROTOCOL-DECISIONS §5 (a))."""
-        if response.get("status") != "Accepted" or self._initiate is Initiate.ALL:
+        # Credits exist only where the table says TRIGGERED (not when Accepted: everything is
+        # allowed; not when Rejected: the station answers nothing, so an answer is a misbehaviour).
+        if response.get("status") != "Accepted" or self._initiate is not Initiate.TRIGGERED:
             return
         action = _ACTIONS.get(request.get("requestedMessage"))  # type: ignore[arg-type]
         if action is None or action is _BOOT or action not in _SUBSTATION_ACTIONS:

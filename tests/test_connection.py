@@ -587,7 +587,10 @@ def test_id_factory_is_checked() -> None:
     conn.send(Call("Reset"), 0.0)
     with pytest.raises(LocalProtocolError):
         conn.send(Call("Reset"), 0.0)  # in flight
-    assert conn.outstanding_calls == 1
+    conn.handle_timeout(30.0)
+    with pytest.raises(LocalProtocolError):
+        conn.send(Call("Reset"), 31.0)  # timed out recently: its late response would match
+    assert conn.outstanding_calls == 0
 
 
 def test_connection_lost_fails_everything() -> None:
@@ -883,3 +886,16 @@ def test_queued_triggered_call_still_goes() -> None:
     p.flush(p.central)
     assert [type(e) for e in drain(p.substation)] == [ResultReceived, BootStateChanged]
     assert [json.loads(m)[1] for m in p.substation.messages_to_send()] == [status]
+
+
+def test_a_rejected_station_answering_a_trigger_gets_no_credit() -> None:
+    conn = central()
+    conn.receive_message(call_text("b", "BootNotification", BOOT_REQUEST), 0.0)
+    boot = conn.next_event()
+    assert isinstance(boot, CallReceived)
+    conn.send(boot.result(boot_response("Rejected")), 0.0)
+    conn.send(Call("TriggerMessage", trigger_request("StatusNotification")), 0.0)
+    conn.receive_message('[3,"cs-0",{"status":"Accepted"}]', 0.0)  # it should not have answered
+    conn.receive_message(call_text("s", "StatusNotification", STATUS_REQUEST), 0.0)
+    assert [type(e) for e in drain(conn)] == [BootStateChanged, ResultReceived]
+    assert sent(conn)[-1][:3] == [4, "s", "SecurityError"]
