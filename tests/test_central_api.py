@@ -101,6 +101,20 @@ async def test_register_list_show_and_boot_override(env: Env) -> None:
     assert stored.password_hash is not None
     assert "k" * 16 not in stored.password_hash
 
+    for extra in ("A", "B", "C"):
+        await env.central.add_station(extra)
+    await env.central.store.record_connection("B", True, T0)
+    listing = (await c.get("/api/stations", params={"limit": 2})).json()
+    assert [s["identity"] for s in listing] == ["A", "B"]
+    page = (await c.get("/api/stations", params={"after": "B"})).json()
+    assert [s["identity"] for s in page] == ["C", "SUBS 1"]
+    online = (await c.get("/api/stations", params={"connected": "true"})).json()
+    assert [s["identity"] for s in online] == ["B"]
+    offline = (await c.get("/api/stations", params={"connected": "false", "after": "B", "limit": 1})).json()
+    assert [s["identity"] for s in offline] == ["C"]
+    assert (await c.get("/api/stations", params={"connected": "maybe"})).status_code == 400
+    for extra in ("A", "B", "C"):
+        await env.central.store.remove_station(extra)
     listing = (await c.get("/api/stations")).json()
     assert [s["identity"] for s in listing] == ["SUBS 1"]
     assert listing[0]["connected"] is False

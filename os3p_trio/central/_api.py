@@ -4,7 +4,7 @@ process as the WebSocket server.
 Routes (all JSON; times are OS³P date-times with ``Z``)::
 
     GET    /api/info                                        URLs (WebSocket, firmware, uploads) and policy
-    GET    /api/stations                                    every station and its state
+    GET    /api/stations?connected=&after=&limit=           stations and their state (keyset paging)
     POST   /api/stations                 {"identity", "password"?}   register (201; 409 if it exists)
     GET    /api/stations/{identity}                         record + effective state
     DELETE /api/stations/{identity}                         forget the station and its data
@@ -297,7 +297,18 @@ def create_api(
         )
 
     async def list_stations(request: Request) -> Response:
-        return JSONResponse([station_json(s) for s in await store.list_stations()])
+        # Keyset paging for large fleets: ?limit=N&after=<last identity of the previous page>.
+        query = request.query_params
+        try:
+            limit = _limit_param(request, default=100_000)
+            raw = query.get("connected")
+            if raw not in (None, "true", "false"):
+                raise ValueError("connected must be true or false")
+        except ValueError as exc:
+            return _error(400, "BadRequest", str(exc))
+        connected = None if raw is None else raw == "true"
+        records = await store.list_stations(after=query.get("after"), limit=limit, connected=connected)
+        return JSONResponse([station_json(s) for s in records])
 
     async def add_station(request: Request) -> Response:
         try:

@@ -419,10 +419,19 @@ class SqliteStore:
 
         return await self._read(fn)
 
-    async def list_stations(self) -> list[StationRecord]:
+    async def list_stations(
+        self, *, after: str | None = None, limit: int | None = None, connected: bool | None = None
+    ) -> list[StationRecord]:
+        sql = f"SELECT {_STATION_COLUMNS} FROM stations WHERE identity > ?"
+        params: list[Any] = [after or ""]
+        if connected is not None:
+            sql += " AND connected = ?"
+            params.append(int(connected))
+        sql += " ORDER BY identity LIMIT ?"
+        params.append(-1 if limit is None else max(0, limit))
+
         def fn(conn: sqlite3.Connection) -> list[StationRecord]:
-            rows = conn.execute(f"SELECT {_STATION_COLUMNS} FROM stations ORDER BY identity").fetchall()
-            return [_station(row) for row in rows]
+            return [_station(row) for row in conn.execute(sql, params).fetchall()]
 
         return await self._read(fn)
 

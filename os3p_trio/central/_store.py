@@ -199,8 +199,11 @@ class Store(Protocol):
         """The station's record, or ``None`` when it is not registered."""
         ...
 
-    async def list_stations(self) -> list[StationRecord]:
-        """Every registered station, by identity."""
+    async def list_stations(
+        self, *, after: str | None = None, limit: int | None = None, connected: bool | None = None
+    ) -> list[StationRecord]:
+        """Registered stations by identity: those after ``after`` (keyset paging), at most ``limit``, only
+        (dis)connected ones when ``connected`` is given."""
         ...
 
     # --- what happens on connections ------------------------------------------------------------------------
