@@ -35,10 +35,17 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
-from os3p_core import BootState, Config, Connection, Role
+from os3p_core import BootState, Config, Connection, LocalProtocolError, Role
 from os3p_core.payloads import BootNotificationRequest, HeartbeatRequest, RegistrationStatus
 
-from ._errors import CallFailure, ConnectionClosed, HandshakeFailed
+from ._errors import (
+    CallErrorReceived,
+    CallFailure,
+    CallTimeout,
+    ConnectionClosed,
+    HandshakeFailed,
+    InvalidResult,
+)
 from ._handshake import connection_path
 from ._session import Router, Session
 from ._transport import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RECEIVE_CHUNK, client_handshake
@@ -192,6 +199,7 @@ class SubstationClient:
         self._ping_interval = seconds
         if self.session is not None:
             self.session.ping_interval = seconds or None
+            self.session._update_timer()  # a shorter interval must take effect now
 
     def _notify(self) -> None:
         self._changed.set()
@@ -324,7 +332,13 @@ class SubstationClient:
         while True:
             boot = self.boot
             self.boots_sent += 1
-            response = await session.call(boot)
+            try:
+                response = await session.call(boot)
+            except (CallErrorReceived, CallTimeout, InvalidResult) as exc:
+                # No usable answer: start over on a new connection, after the back-off.
+                logger.warning("os3p client %r: BootNotification failed: %r", self.identity, exc)
+                session.request_close(1000, "boot failed")
+                return False
             if response.status is RegistrationStatus.ACCEPTED:
                 self.last_accepted_boot = boot
                 if response.interval > 0:
@@ -351,7 +365,7 @@ class SubstationClient:
                 await session.call(HeartbeatRequest())
             except ConnectionClosed:
                 return
-            except CallFailure as exc:
+            except (CallFailure, LocalProtocolError) as exc:
                 logger.warning("os3p client %r: Heartbeat failed: %r", self.identity, exc)
 
 

@@ -194,6 +194,11 @@ class WebSocket:
                     pass  # any received bytes already count as liveness (last_receive)
                 elif kind is CloseConnection:
                     assert isinstance(event, CloseConnection)
+                    if ws.state is ConnectionState.OPEN:
+                        # Not a close frame but a frame wsproto could not parse (1002 protocol
+                        # error, 1007 invalid UTF-8, ...): we close, with wsproto's code.
+                        closing = (int(event.code), (event.reason or "")[:120])
+                        break
                     # RFC 6455 §5.5.1: answer a close with a close (wsproto echoes the code).
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._pending += ws.send(event.response())

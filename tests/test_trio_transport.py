@@ -1,0 +1,125 @@
+"""The thin wsproto transport on the wire: pings, fragments, batching, close codes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from test_trio_support import CentralApp
+
+from os3p_trio import ConnectionClosed, ServerConfig, WebSocket, client_handshake, open_central_system
+
+UPGRADE = (
+    b"GET /OS3P/RAW HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: OS3P1.0\r\n\r\n"
+)
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """A client frame (masked, RFC 6455 §5.3)."""
+    assert len(payload) < 126
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+@asynccontextmanager
+async def raw_connection() -> AsyncIterator[tuple[trio.SocketStream, bytearray]]:
+    app = CentralApp()
+    async with open_central_system(
+        app.router, 0, host="127.0.0.1", config=ServerConfig(close_timeout=0.3)
+    ) as server:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        await stream.send_all(UPGRADE)
+        buf = bytearray()
+        while b"\r\n\r\n" not in buf:
+            buf += await stream.receive_some(4096)
+        del buf[: buf.index(b"\r\n\r\n") + 4]
+        yield stream, buf
+        await stream.aclose()
+
+
+async def read_frame(stream: trio.SocketStream, buf: bytearray) -> tuple[int, bytes]:
+    """The next server frame (unmasked): (opcode, payload)."""
+    while True:
+        if len(buf) >= 2:
+            n = buf[1] & 0x7F
+            start = 2
+            if n == 126 and len(buf) >= 4:
+                n, start = int.from_bytes(buf[2:4], "big"), 4
+            if n < 126 and len(buf) >= start + n:
+                opcode, payload = buf[0] & 0x0F, bytes(buf[start : start + n])
+                del buf[: start + n]
+                return opcode, payload
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise EOFError
+        buf += chunk
+
+
+async def test_ping_is_answered_with_pong_carrying_its_payload() -> None:
+    with trio.fail_after(5):
+        async with raw_connection() as (stream, buf):
+            await stream.send_all(frame(0x9, b"are you there"))
+            assert await read_frame(stream, buf) == (0xA, b"are you there")
+
+
+async def test_fragmented_message_is_reassembled() -> None:
+    with trio.fail_after(5):
+        async with raw_connection() as (stream, buf):
+            text = b'[2,"f1","Heartbeat",{}]'
+            # Three fragments with a ping in between (control frames may interleave, RFC 6455 §5.4).
+            await stream.send_all(
+                frame(0x1, text[:5], fin=False) + frame(0x9, b"p") + frame(0x0, text[5:12], fin=False)
+            )
+            await stream.send_all(frame(0x0, text[12:]))
+            assert await read_frame(stream, buf) == (0xA, b"p")
+            opcode, payload = await read_frame(stream, buf)
+            # Not accepted yet: the core answers SecurityError (PROTOCOL-DECISIONS §5): an answer
+            # to the reassembled call, with its id.
+            assert opcode == 0x1
+            assert payload.startswith(b'[4,"f1","SecurityError"')
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(0x2, b"\x00\x01"), 1003),  # binary: OS3P is UTF-8 JSON text (§J4)
+        (frame(0x1, b"\xff\xfe"), 1007),  # invalid UTF-8
+        (bytes([0x81, 0x01]) + b"x", 1002),  # unmasked client frame (RFC 6455 §5.1)
+    ],
+)
+async def test_bad_frames_close_with_the_right_code(data: bytes, code: int) -> None:
+    with trio.fail_after(5):
+        async with raw_connection() as (stream, buf):
+            await stream.send_all(data)
+            opcode, payload = await read_frame(stream, buf)
+            assert opcode == 0x8
+            assert int.from_bytes(payload[:2], "big") == code
+
+
+async def test_batch_of_calls_is_read_and_answered_in_batches() -> None:
+    app = CentralApp()
+    with trio.fail_after(5):
+        async with open_central_system(app.router, 0, host="127.0.0.1") as server:
+            ws: WebSocket = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+            )
+            # One write of 10 calls (the peer may cross calls, §4: handled concurrently) ...
+            await ws.send_messages([f'[2,"id{i}","Heartbeat",{{}}]' for i in range(10)])
+            replies: list[str] = []
+            reads = 0
+            while len(replies) < 10:
+                replies += await ws.receive_messages()
+                reads += 1
+            # ... every one answered, in order, with far fewer reads than messages.
+            assert [r.split('"')[1] for r in replies] == [f"id{i}" for i in range(10)]
+            assert reads <= 3
+            await ws.aclose(timeout=1)
+            with pytest.raises(ConnectionClosed):
+                await ws.send_messages(["x"])
