@@ -293,6 +293,7 @@ async def test_every_cs_initiated_call_through_api_and_cli(
             info = (await client.get("/api/info")).json()
             assert info["websocket"] == service.ws_url
             assert info["stationsConnected"] == 1
+            assert info["store"]["operationsCommitted"] >= info["store"]["batchesCommitted"] > 0
             assert info["firmwareBase"] == f"{service.api_url}/firmware/"
             view = (await client.get("/api/stations/S1")).json()
             # The GetFile ``location`` an operator gives this station: uploads land in /files/S1/<fileName>.

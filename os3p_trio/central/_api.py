@@ -293,6 +293,11 @@ def create_api(
                 "bootStatus": central.config.boot_status.value,
                 "heartbeatInterval": central.config.heartbeat_interval,
                 "stationsConnected": central.live.count() if central.live is not None else 0,
+                # Group commit at work: operations per committed batch (SQLite store only).
+                "store": {
+                    "batchesCommitted": getattr(store, "batches_committed", None),
+                    "operationsCommitted": getattr(store, "operations_committed", None),
+                },
             }
         )
 
