@@ -194,6 +194,9 @@ async def test_readings_and_events_reported_by_handlers(env: Env) -> None:
     assert switches[0]["payload"] == switch
     assert (await c.get("/api/stations/S1/events", params={"kind": "Nope"})).status_code == 400
 
+    fleet = (await c.get("/api/summary")).json()
+    assert (fleet["stations"], fleet["accepted"], fleet["lightsOn"], fleet["meterValues"]) == (1, 1, 1, 3)
+    assert fleet["firmwareVersions"] == {"1.1.0": 1}
     state = (await c.get("/api/stations/S1")).json()
     assert state["station"]["accepted"] is True
     assert state["station"]["bootFields"] == boot

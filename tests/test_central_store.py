@@ -291,3 +291,37 @@ def test_crash_consistency_kill_9_loses_no_acknowledged_write(tmp_path: Path, sy
     assert missing == []
     # Each MeterValues was committed atomically: both samples or neither.
     assert pairs == len(stored)
+
+
+async def test_fleet_summary(tmp_path: Path) -> None:
+    async with open_sqlite_store(tmp_path / "cs.sqlite") as store:
+        for identity in ("A", "B", "C"):
+            await store.add_station(identity, None, T0)
+        await store.record_boot("A", {"firmwareVersion": "1.0.0"}, BootStatus.ACCEPTED, T0)
+        await store.record_boot("B", {"firmwareVersion": "2.0.0"}, BootStatus.ACCEPTED, T0)
+        await store.record_boot("C", {"firmwareVersion": "2.0.0"}, BootStatus.PENDING, T0)
+        await store.record_connection("A", True, T0)
+        for identity, contactor, status, ts in [
+            ("A", 1, "On", "2026-11-26T16:00:00Z"),
+            ("A", 1, "Off", "2026-11-27T07:00:00Z"),  # latest for A/1: Off
+            ("A", 2, "On", "2026-11-26T23:00:00Z"),
+            ("B", 1, "Off", "2026-11-26T15:00:00Z"),
+            ("B", 1, "On", "2026-11-26T16:00:00Z"),  # latest for B/1: On
+        ]:
+            payload = {"contactorId": contactor, "status": status, "timestamp": ts}
+            await store.record_event(identity, EventKind.STREETLIGHT_STATUS, payload, T0)
+        mv = [
+            {
+                "timestamp": "2026-11-26T10:00:00Z",
+                "sampledValue": [sample("Frequency", "50"), sample("Current.L1", "1")],
+            }
+        ]
+        await store.record_meter_values("B", mv, T0)
+        summary = await store.fleet_summary()
+        assert (summary.stations, summary.connected, summary.accepted) == (3, 1, 2)
+        assert summary.firmware_versions == {"1.0.0": 1, "2.0.0": 2}
+        assert summary.lights_on == 2
+        assert summary.meter_values == 2
+        assert summary.events["StreetlightStatusNotification"] == 5
+        assert summary.events["BootNotification"] == 3
+        assert summary.uploads == 0

@@ -4,6 +4,7 @@ process as the WebSocket server.
 Routes (all JSON; times are OS³P date-times with ``Z``)::
 
     GET    /api/info                                        URLs (WebSocket, firmware, uploads) and policy
+    GET    /api/summary                                     fleet counts (connected, firmware, lights on...)
     GET    /api/stations?connected=&after=&limit=           stations and their state (keyset paging)
     POST   /api/stations                 {"identity", "password"?}   register (201; 409 if it exists)
     GET    /api/stations/{identity}                         record + effective state
@@ -301,6 +302,21 @@ def create_api(
             }
         )
 
+    async def summary(request: Request) -> Response:
+        fleet = await store.fleet_summary()
+        return JSONResponse(
+            {
+                "stations": fleet.stations,
+                "connected": fleet.connected,
+                "accepted": fleet.accepted,
+                "firmwareVersions": dict(fleet.firmware_versions),
+                "lightsOn": fleet.lights_on,
+                "meterValues": fleet.meter_values,
+                "events": dict(fleet.events),
+                "uploads": fleet.uploads,
+            }
+        )
+
     async def list_stations(request: Request) -> Response:
         # Keyset paging for large fleets: ?limit=N&after=<last identity of the previous page>.
         query = request.query_params
@@ -480,6 +496,7 @@ def create_api(
 
     routes = [
         Route("/api/info", operator(info), methods=["GET"]),
+        Route("/api/summary", operator(summary), methods=["GET"]),
         Route("/api/stations", operator(list_stations), methods=["GET"]),
         Route("/api/stations", operator(add_station), methods=["POST"]),
         Route("/api/stations/{identity}", operator(get_station), methods=["GET"]),

@@ -53,6 +53,7 @@ from ._store import (
     BootStatus,
     EventKind,
     EventRecord,
+    FleetSummary,
     MeterValueRecord,
     StationExists,
     StationRecord,
@@ -669,6 +670,42 @@ class SqliteStore:
                 firmware_status=latest(conn, EventKind.FIRMWARE_STATUS),
                 file_status=latest(conn, EventKind.FILE_STATUS),
                 last_readings=last_readings(conn),
+            )
+
+        return await self._read(fn)
+
+    async def fleet_summary(self) -> FleetSummary:
+        def fn(conn: sqlite3.Connection) -> FleetSummary:
+            stations, connected, accepted = conn.execute(
+                "SELECT count(*), ifnull(sum(connected), 0), ifnull(sum(accepted), 0) FROM stations"
+            ).fetchone()
+            versions = dict(
+                conn.execute(
+                    "SELECT json_extract(boot_fields, '$.firmwareVersion') AS v, count(*) FROM stations "
+                    "WHERE v IS NOT NULL GROUP BY v ORDER BY v"
+                ).fetchall()
+            )
+            # SQLite's bare-column rule: with max(ts), ``status`` comes from the row holding the maximum, i.e.
+            # the latest switch of each contactor.
+            (lights_on,) = conn.execute(
+                "SELECT count(*) FROM (SELECT status, max(ts) FROM events WHERE kind = ? "
+                "GROUP BY identity, contactor_id) WHERE status = 'On'",
+                (EventKind.STREETLIGHT_STATUS.value,),
+            ).fetchone()
+            (meter_values,) = conn.execute("SELECT count(*) FROM meter_values").fetchone()
+            events = dict(
+                conn.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall()
+            )
+            (uploads,) = conn.execute("SELECT count(*) FROM uploads").fetchone()
+            return FleetSummary(
+                stations=stations,
+                connected=connected,
+                accepted=accepted,
+                firmware_versions=versions,
+                lights_on=lights_on,
+                meter_values=meter_values,
+                events=events,
+                uploads=uploads,
             )
 
         return await self._read(fn)

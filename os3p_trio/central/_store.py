@@ -27,6 +27,7 @@ __all__ = [
     "BootStatus",
     "EventKind",
     "EventRecord",
+    "FleetSummary",
     "MeterValueRecord",
     "StationExists",
     "StationRecord",
@@ -165,6 +166,23 @@ class StationState:
     last_readings: Mapping[str, MeterValueRecord]
 
 
+@attrs.frozen(slots=True)
+class FleetSummary:
+    """Counts over the whole fleet (operator dashboard, demo)."""
+
+    stations: int
+    connected: int
+    accepted: int
+    #: firmwareVersion of the last BootNotification -> stations reporting it.
+    firmware_versions: Mapping[str, int]
+    #: Contactors whose latest StreetlightStatusNotification says ``On``.
+    lights_on: int
+    meter_values: int
+    #: Event kind -> rows (Connected/Disconnected included).
+    events: Mapping[str, int]
+    uploads: int
+
+
 class Store(Protocol):
     """The repository interface of the Central System.  All methods may block, so all are ``async``.
 
@@ -274,4 +292,8 @@ class Store(Protocol):
 
     async def station_state(self, identity: str) -> StationState | None:
         """The effective state of one station, ``None`` when it is not registered."""
+        ...
+
+    async def fleet_summary(self) -> FleetSummary:
+        """Counts over every station (cost grows with the history: meant for dashboards, not hot paths)."""
         ...
