@@ -15,6 +15,7 @@ validators once, and keeps the well-formed frame as the decoded list (``_frames.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any, Final, overload
 
@@ -60,6 +61,9 @@ from ._state import (
 )
 
 __all__ = ["Connection"]
+
+# Only a logger: no handlers are configured here (the application decides where logs go).
+_log: Final = logging.getLogger("os3p_core.connection")
 
 _ACTIONS: Final[dict[str, Action]] = {a.value: a for a in Action}
 _ERROR_CODES: Final[dict[str, ErrorCode]] = {c.value: c for c in ErrorCode}
@@ -267,13 +271,13 @@ class Connection:
         message if ``Config.max_pending_events`` events are waiting: read them first.
         """
         if self._closed:
-            self._ignore(IgnoreReason.AFTER_CONNECTION_LOST)
+            self._ignore(IgnoreReason.AFTER_CONNECTION_LOST, text)
             return
         if len(self._events) >= self._max_events:
             raise LocalProtocolError(f"{len(self._events)} events are waiting: call next_event() first")
         self._n_received += 1
         if type(text) is str and len(text) > self._max_chars:
-            self._ignore(IgnoreReason.TOO_LARGE)
+            self._ignore(IgnoreReason.TOO_LARGE, text)
             return
         msg = parse(text)
         if type(msg) is list:
@@ -288,7 +292,7 @@ class Connection:
             self._auto_error(msg.unique_id, ErrorCode.FORMATION_VIOLATION, msg.description, {})
         else:
             assert type(msg) is IgnoredFrame
-            self._ignore(msg.reason)
+            self._ignore(msg.reason, text)
 
     def _on_call(self, unique_id: str, name: str, payload: dict[str, Any]) -> None:
         incoming = self._incoming
@@ -329,7 +333,7 @@ class Connection:
                 return
         elif not SUBSTATION_ANSWERS_CALLS[self._boot_state]:
             # PROTOCOL-DECISIONS §5: a Rejected Substation "does not answer calls".
-            self._ignore(IgnoreReason.CALL_WHILE_REJECTED)
+            self._ignore(IgnoreReason.CALL_WHILE_REJECTED, unique_id)
             return
         if len(incoming) >= self._max_incoming:
             self._auto_error(
@@ -399,12 +403,16 @@ class Connection:
         # PROTOCOL-DECISIONS §2: a response "whose id matches no outstanding CALL (e.g. after a
         # timeout): Ignore, count, log. Never answer a response."
         if unique_id in self._timed_out:
-            self._ignore(IgnoreReason.LATE_RESPONSE)
+            self._ignore(IgnoreReason.LATE_RESPONSE, unique_id)
         else:
-            self._ignore(IgnoreReason.UNKNOWN_RESPONSE)
+            self._ignore(IgnoreReason.UNKNOWN_RESPONSE, unique_id)
 
-    def _ignore(self, reason: IgnoreReason) -> None:
+    def _ignore(self, reason: IgnoreReason, what: object) -> None:
+        # PROTOCOL-DECISIONS §2: "Ignore, count it, log it."  Debug level and truncated: a peer
+        # sending garbage must not flood the log either.
         self._ignored[reason.value] = self._ignored.get(reason.value, 0) + 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s: ignored a message (%s): %.120r", self._role.value, reason.value, what)
 
     def _auto_error(self, unique_id: str, code: ErrorCode, description: str, details: dict[str, Any]) -> None:
         """Answer an incoming CALL that never reaches the application (PROTOCOL-DECISIONS §2, §3)."""
@@ -415,6 +423,10 @@ class Connection:
             return
         self._outbox.append(encode_error(unique_id, code.value, description[:MAX_ERROR_DESCRIPTION], details))
         self._auto_errors[code.value] = self._auto_errors.get(code.value, 0) + 1
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "%s: answered call %.60r with %s: %s", self._role.value, unique_id, code.value, description
+            )
 
     # -----------------------------------------------------------------------------------------
     # Output to the application

@@ -899,3 +899,15 @@ def test_a_rejected_station_answering_a_trigger_gets_no_credit() -> None:
     conn.receive_message(call_text("s", "StatusNotification", STATUS_REQUEST), 0.0)
     assert [type(e) for e in drain(conn)] == [BootStateChanged, ResultReceived]
     assert sent(conn)[-1][:3] == [4, "s", "SecurityError"]
+
+
+def test_ignored_messages_and_automatic_replies_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # PROTOCOL-DECISIONS §2: "Ignore, count it, log it."  At debug level, truncated.
+    conn = central()
+    with caplog.at_level("DEBUG", logger="os3p_core.connection"):
+        conn.receive_message("x" * 1000, 0.0)
+        conn.receive_message(call_text("1", "Nope"), 0.0)
+    assert [r.levelname for r in caplog.records] == ["DEBUG", "DEBUG"]
+    assert "not_json" in caplog.records[0].getMessage()
+    assert len(caplog.records[0].getMessage()) < 200
+    assert "NotImplemented" in caplog.records[1].getMessage()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -252,6 +253,8 @@ def test_decoding_time_is_linear_in_size(make: Any) -> None:
 def test_heartbeat_decode_and_validate_is_fast() -> None:
     # Issue 2: decode + validate of a Heartbeat CALL <= 10 µs (benchmarks/core_bench.py measures it
     # properly; ~1.5 µs there).  Best of 5 on a shared CI machine, so the bound is the goal itself.
+    if sys.gettrace() is not None:
+        pytest.skip("absolute timing is meaningless under a tracer (coverage run)")
     text = '[2,"0b8f6a1e-3c2d-4e5f-8a9b-1c2d3e4f5a6b","Heartbeat",{}]'
 
     def decode_and_validate() -> None:
