@@ -20,6 +20,8 @@ from helpers import (
     counter_ids,
     trigger_request,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from os3p_core import (
     Action,
@@ -27,7 +29,9 @@ from os3p_core import (
     BootStateChanged,
     Call,
     CallError,
+    CallErrorFrame,
     CallFailed,
+    CallFrame,
     CallReceived,
     CallResult,
     CallTimedOut,
@@ -36,11 +40,13 @@ from os3p_core import (
     ErrorCode,
     ErrorReceived,
     FailureReason,
+    FormationViolation,
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
     ResultReceived,
     Role,
+    decode,
 )
 from os3p_core.payloads import (
     GenericStatus,
@@ -911,3 +917,52 @@ def test_ignored_messages_and_automatic_replies_are_logged(caplog: pytest.LogCap
     assert "not_json" in caplog.records[0].getMessage()
     assert len(caplog.records[0].getMessage()) < 200
     assert "NotImplemented" in caplog.records[1].getMessage()
+
+
+_json_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8)
+_wire_elements = st.one_of(
+    st.sampled_from([2, 3, 4, 5]),
+    st.sampled_from(["1", "x" * 37, "Heartbeat", "Reset", "BootNotification", "StatusNotification", "Nope"]),
+    st.dictionaries(st.sampled_from(["status", "errorCode", "currentTime", "x"]), _json_scalars, max_size=3),
+    _json_scalars,
+)
+_wire_texts = st.one_of(
+    st.text(max_size=40),
+    st.lists(_wire_elements, max_size=6).map(json.dumps),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    role=st.sampled_from([Role.CENTRAL_SYSTEM, Role.SUBSTATION]),
+    accepted=st.booleans(),
+    texts=st.lists(_wire_texts, max_size=8),
+)
+def test_arbitrary_input_never_raises_and_only_calls_are_answered(
+    role: Role, accepted: bool, texts: list[str]
+) -> None:
+    conn = Connection(role, Config(id_factory=counter_ids("me-")), previously_accepted=accepted)
+    # One call of our own in flight, so that responses have something to (not) match.
+    own = (
+        Call("Reset", RESET_REQUEST)
+        if role is Role.CENTRAL_SYSTEM
+        else Call("BootNotification", BOOT_REQUEST)
+    )
+    conn.send(own, 0.0)
+    conn.messages_to_send()
+    call_ids: set[str] = set()
+    for text in texts:
+        frame = decode(text)
+        if isinstance(frame, CallFrame | FormationViolation):
+            call_ids.add(frame.unique_id)
+        conn.receive_message(text, 1.0)
+        events = drain(conn)
+        for event in events:
+            if isinstance(event, CallReceived):
+                conn.send(event.error(ErrorCode.NOT_SUPPORTED), 1.0)
+        for reply in conn.messages_to_send():
+            reply_frame = decode(reply)
+            assert isinstance(reply_frame, CallErrorFrame)
+            assert reply_frame.unique_id in call_ids
+    stats = conn.statistics()
+    assert stats["received"] == len(texts)
