@@ -1,0 +1,52 @@
+"""The one-command demo, headless, with a small fleet and a short run: its summary is checked, and the
+database it leaves is readable by ``os3p-central stations list``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import trio
+
+from os3p_trio.central.cli import main as central_main
+from os3p_trio.central.demo import main as demo_main
+from os3p_trio.central.demo import run_demo
+
+
+async def test_demo_headless_small_fleet(tmp_path: Path) -> None:
+    db = tmp_path / "demo.sqlite"
+    out = io.StringIO()
+    summary = await run_demo(stations=4, duration=6.0, time_scale=600.0, db=db, out=out, lead_seconds=1.5)
+    text = out.getvalue()
+    assert summary.booted == 4
+    assert summary.calls_failed == 0
+    # Profiles were set before sunset: every contactor 1 switched on at sunset (and contactor 2 on, then off).
+    assert summary.switches >= 4
+    assert summary.lights_on >= 4
+    assert summary.meter_values > 0
+    assert summary.firmware_updated == 4, text
+    assert "summary" in text
+    assert f"os3p-central stations list --db {db}" in text
+    assert summary.as_json()["firmwareUpdated"] == 4
+
+    # The database stays, for the CLI to read.
+    def listing() -> tuple[int, str]:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            code = central_main(["stations", "list", "--db", str(db), "--json"])
+        return code, buffer.getvalue()
+
+    code, printed = await trio.to_thread.run_sync(listing)
+    assert code == 0
+    stations = json.loads(printed)
+    assert [s["identity"] for s in stations] == ["DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004"]
+    assert {s["bootFields"]["firmwareVersion"] for s in stations} == {"2.0.0"}
+
+
+def test_demo_command_line_arguments(tmp_path: Path) -> None:
+    # Argument errors are reported before anything starts.
+    with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.suppress(SystemExit):
+        demo_main(["--stations", "many"])
+    assert "invalid int value" in err.getvalue()
