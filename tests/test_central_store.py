@@ -9,11 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from os3p_trio.central import (
     BootStatus,
@@ -325,3 +329,73 @@ async def test_fleet_summary(tmp_path: Path) -> None:
         assert summary.events["StreetlightStatusNotification"] == 5
         assert summary.events["BootNotification"] == 3
         assert summary.uploads == 0
+
+
+MEASURANDS = ["Voltage.L1N", "Current.L1", "Frequency", "ActivePower.Sum", "OilTemperature"]
+LOCATIONS = [None, "In", "Out", "Body", "P1Meter"]
+CONTEXTS = [None, "Sample.Periodic", "Trigger", "Sample.Clock"]
+
+
+@st.composite
+def meter_value_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
+    entries = []
+    for _ in range(draw(st.integers(0, 4))):
+        seconds = draw(st.integers(0, 86_400 * 365))
+        offset = draw(st.sampled_from(["Z", "+00:00", "+01:00", "-05:30", ""]))
+        stamp = datetime.fromtimestamp(1_700_000_000 + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + offset
+        samples = []
+        for _ in range(draw(st.integers(1, 6))):
+            sample_: dict[str, Any] = {
+                "measurand": draw(st.sampled_from(MEASURANDS)),
+                "value": draw(st.one_of(st.text(max_size=12), st.floats(allow_nan=True).map(str))),
+            }
+            location = draw(st.sampled_from(LOCATIONS))
+            context = draw(st.sampled_from(CONTEXTS))
+            if location is not None:
+                sample_["location"] = location
+            if context is not None:
+                sample_["context"] = context
+            samples.append(sample_)
+        entries.append({"timestamp": stamp, "sampledValue": samples})
+    return entries
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(meter_value_lists(), min_size=1, max_size=3))
+def test_meter_values_property_every_distinct_sample_stored_once(tmp_path: Path, batches: list[Any]) -> None:
+    """Whatever MeterValues arrive (resends included), each distinct sample — station, measurand, instant,
+    location, context — is stored exactly once, with the first value sent and the Table 3 defaults."""
+
+    async def scenario() -> None:
+        async with open_sqlite_store(
+            tmp_path / f"p{uuid.uuid4().hex}.sqlite", StoreConfig(synchronous="NORMAL")
+        ) as store:
+            await store.add_station("S", None, T0)
+            expected: dict[tuple[str, float, str, str], str] = {}
+            for batch in [
+                *batches,
+                *batches,
+            ]:  # everything twice: a station resending after a lost CALLRESULT
+                await store.record_meter_values("S", batch, T0)
+                for entry in batch:
+                    text = entry["timestamp"]
+                    instant = datetime.fromisoformat(text if text[-1] != "Z" else text[:-1] + "+00:00")
+                    if instant.tzinfo is None:
+                        instant = instant.replace(tzinfo=UTC)
+                    for sample_ in entry["sampledValue"]:
+                        key = (
+                            sample_["measurand"],
+                            instant.timestamp(),
+                            sample_.get("location") or "",
+                            sample_.get("context", "Sample.Periodic"),
+                        )
+                        expected.setdefault(key, sample_["value"])
+            rows = await store.meter_values("S", limit=100_000)
+            got = {(r.measurand, r.timestamp, r.location or "", r.context): r.value for r in rows}
+            assert len(rows) == len(got)  # no duplicates
+            assert got == expected
+            assert all(r.format == "Raw" for r in rows)
+            for r in rows:
+                assert r.numeric is None or r.numeric == float(r.value)
+
+    trio.run(scenario)
