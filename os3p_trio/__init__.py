@@ -37,6 +37,7 @@ from ._server import (
     serve_central_system,
 )
 from ._session import Handler, Router, Session
+from ._timers import TimerService
 from ._transport import PendingUpgrade, WebSocket, client_handshake, server_handshake
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "StationRecord",
     "StationRegistry",
     "SubstationClient",
+    "TimerService",
     "WebSocket",
     "certificate_names",
     "choose_subprotocol",

@@ -48,6 +48,7 @@ from ._errors import (
 )
 from ._handshake import connection_path
 from ._session import Router, Session
+from ._timers import TimerService
 from ._transport import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RECEIVE_CHUNK, client_handshake
 
 __all__ = ["ClientConfig", "SubstationClient", "open_substation"]
@@ -128,6 +129,7 @@ class SubstationClient:
         on_connect: OnConnect | None = None,
         on_boot_accepted: OnBootAccepted | None = None,
         rng: random.Random | None = None,
+        timers: TimerService | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -155,6 +157,10 @@ class SubstationClient:
             token = base64.b64encode(identity.encode("utf-8") + b":" + raw)
             self._headers.append((b"authorization", b"Basic " + token))
         self._rng = rng if rng is not None else random.Random()
+        # A fleet in one process (the simulator) shares one timer task: pass one TimerService to
+        # every client and run it once; otherwise the client runs its own.
+        self._own_timers = timers is None
+        self.timers = timers if timers is not None else TimerService()
         self._ping_interval = self.config.ping_interval
         #: Seconds between Heartbeats (from the last Accepted BootNotification response).
         self.heartbeat_interval: float = self.config.heartbeat_interval
@@ -235,6 +241,13 @@ class SubstationClient:
         self, *, task_status: trio.TaskStatus[SubstationClient] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:
         """Connect, boot, heartbeat, serve calls, reconnect; forever (until cancelled)."""
+        if not self._own_timers:
+            await self._run(task_status)  # someone else runs the shared timer service
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.timers.run)
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[SubstationClient]) -> NoReturn:
         cfg = self.config
         task_status.started(self)
         if cfg.initial_jitter:
@@ -310,6 +323,7 @@ class SubstationClient:
             conn,
             self.identity,
             self.router,
+            self.timers,
             ping_interval=self._ping_interval or None,
             pong_timeout=cfg.pong_timeout,
             close_timeout=cfg.close_timeout,

@@ -44,6 +44,7 @@ from ._handshake import (
     verify_authorization_key,
 )
 from ._session import Router, Session
+from ._timers import TimerService
 from ._transport import (
     CLOSE_NORMAL,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -196,6 +197,8 @@ class CentralSystemServer:
         self.ssl_context = ssl_context
         self.on_connect = on_connect
         self.listeners: list[trio.SocketListener] = []
+        #: The one timer task's heap for every connection of this server (call deadlines, keepalive).
+        self.timers = TimerService()
         self._sessions: dict[str, Session] = {}
         self._open = 0
 
@@ -252,6 +255,7 @@ class CentralSystemServer:
                 conn,
                 identity,
                 self.router,
+                self.timers,
                 ping_interval=cfg.ping_interval,
                 pong_timeout=cfg.pong_timeout,
                 close_timeout=cfg.close_timeout,
@@ -364,6 +368,7 @@ async def serve_central_system(
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     server.listeners = listeners
     async with trio.open_nursery() as nursery:
+        await nursery.start(server.timers.run)
         await nursery.start(
             lambda task_status: trio.serve_listeners(
                 server.handle_stream, listeners, handler_nursery=handler_nursery, task_status=task_status

@@ -9,10 +9,11 @@ application handlers (ARCHITECTURE.md, "os3p_trio").  Per connection, one nurser
 
 - the **reader** (the task that called :meth:`Session.run`): one large read → every complete
   message → ``receive_message(text, now)`` → events dispatched → one batched write of the outbox;
-- the **timer**: one task sleeping in a cancel scope whose deadline is the earliest of the core's
-  ``next_deadline()`` (call timeouts) and the keepalive check; waking, it calls
-  ``handle_timeout(now)``, sends a ping when the peer has been silent for ``ping_interval``, and
-  aborts the connection when no pong (or any byte) arrived within ``pong_timeout`` (dead peer);
+- a **wake-up** in the server's (or client's) shared :class:`~os3p_trio._timers.TimerService` at
+  the earliest of the core's ``next_deadline()`` (call timeouts) and the keepalive check — not a
+  task per connection, which would cost ~20 GC-tracked objects per idle connection; waking, it
+  calls ``handle_timeout(now)``, pings a peer silent for ``ping_interval`` and aborts one that sent
+  nothing within ``pong_timeout`` of the ping (dead peer), starting a short task only to write;
 - the **handler tasks** of incoming calls being handled: at most ``Config.max_incoming_calls``
   (the core answers any excess itself), so a slow handler never blocks reading, pings or results.
   Plain (non-async) handlers run inline in the reader: no task, no switch — for quick answers
@@ -55,6 +56,7 @@ from os3p_core import (
 from os3p_core import FailureReason as _FailureReason
 
 from ._errors import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
+from ._timers import TimerHandle, TimerService
 from ._transport import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_NORMAL, WebSocket
 
 __all__ = ["Handler", "Router", "Session"]
@@ -137,8 +139,8 @@ class Session:
         "_nursery",
         "_ping_sent",
         "_router",
-        "_timer_deadline",
-        "_timer_scope",
+        "_timer",
+        "_timers",
         "_waiters",
         "_ws",
         "close_timeout",
@@ -154,6 +156,7 @@ class Session:
         connection: Connection,
         identity: str,
         router: Router,
+        timers: TimerService,
         *,
         ping_interval: float | None = 60.0,
         pong_timeout: float = 30.0,
@@ -175,8 +178,8 @@ class Session:
         self.on_boot_state: Callable[[Session, BootStateChanged], None] | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._nursery: trio.Nursery | None = None
-        self._timer_scope: trio.CancelScope | None = None
-        self._timer_deadline = math.inf
+        self._timers = timers
+        self._timer = TimerHandle(self)
         self._ping_sent: float | None = None
         self._close_request: tuple[int, str] | None = None
         self._closed = trio.Event()
@@ -259,7 +262,6 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._timer)
                 if on_start is not None:
                     nursery.start_soon(self._run_on_start, on_start)
                 task_status.started()
@@ -293,6 +295,7 @@ class Session:
             code, reason = CLOSE_INTERNAL_ERROR, "internal error"
         finally:
             self._nursery = None
+            self._timer.cancel()
             with trio.CancelScope(shield=True):
                 self._lost()
                 if peer_closed or (self._ws.closed is not None and self._ws.closed.code == 1006):
@@ -306,26 +309,6 @@ class Session:
         with contextlib.suppress(ConnectionClosed):
             await on_start(self)
 
-    async def _timer(self) -> None:
-        conn = self._conn
-        while True:
-            with trio.CancelScope() as scope:
-                self._timer_scope = scope
-                self._timer_deadline = math.inf
-                self._update_timer()
-                await trio.sleep_forever()
-            self._timer_scope = None
-            now = trio.current_time()
-            deadline = conn.next_deadline()
-            if deadline is not None and deadline <= now:
-                conn.handle_timeout(now)
-                self._dispatch()
-            try:
-                await self._keepalive(now)
-                await self._flush()
-            except ConnectionClosed:
-                return  # the reader sees the close too and ends the session
-
     def _keepalive_due(self) -> float:
         interval = self.ping_interval
         if self._ping_sent is not None:
@@ -334,39 +317,57 @@ class Session:
             return math.inf
         return self._ws.last_receive + interval
 
-    async def _keepalive(self, now: float) -> None:
+    def _update_timer(self) -> None:
+        # The earliest of the core's deadline and the keepalive check.  The timer service only
+        # ever moves a wake-up earlier: the keepalive time moves later with every byte received,
+        # and re-arming per message would cost more than waking once per ping interval to find
+        # that traffic arrived meanwhile.
+        wake = self._keepalive_due()
+        deadline = self._conn.next_deadline()
+        if deadline is not None and deadline < wake:
+            wake = deadline
+        if wake < self._timer.at:
+            self._timers.schedule(self._timer, wake)
+
+    def _on_timer(self, now: float) -> None:
+        """Called by the timer service (synchronously, must not block)."""
+        conn = self._conn
         ws = self._ws
+        work: str | None = None
+        deadline = conn.next_deadline()
+        if deadline is not None and deadline <= now:
+            conn.handle_timeout(now)
+            self._dispatch()
+            work = "flush"  # a queued call may go out now
         if self._ping_sent is not None:
             if ws.last_receive >= self._ping_sent:
                 self._ping_sent = None  # the pong (or any traffic) arrived
             elif now >= self._ping_sent + self.pong_timeout:
+                work = "dead"
+                self._ping_sent = None
+                self.ping_interval = None  # no more keepalive: the connection is being aborted
+        elif self.ping_interval and now - ws.last_receive >= self.ping_interval:
+            self._ping_sent = now
+            work = "ping"
+        if work is not None and self._nursery is not None:
+            self._nursery.start_soon(self._timer_work, work)
+        self._update_timer()
+
+    async def _timer_work(self, work: str) -> None:
+        try:
+            if work == "dead":
                 logger.info(
                     "os3p connection %r: no pong in %.0f s, dead peer", self.identity, self.pong_timeout
                 )
                 # Closing the stream wakes the reader with a 1006 close; no closing handshake
                 # with a peer that does not answer.
-                await ws.abort()
-                raise ConnectionClosed(1006, "pong timeout")
-            return
-        interval = self.ping_interval
-        if interval and now - ws.last_receive >= interval:
-            self._ping_sent = now
-            await ws.ping()
-
-    def _update_timer(self) -> None:
-        scope = self._timer_scope
-        if scope is None:
-            return
-        deadline = self._conn.next_deadline()
-        wake = self._keepalive_due()
-        if deadline is not None and deadline < wake:
-            wake = deadline
-        # Only ever move the wake-up earlier: the keepalive time moves later with every byte
-        # received, and re-arming a cancel scope per message costs more than waking once per
-        # ping interval to find that traffic arrived meanwhile.
-        if wake < self._timer_deadline:
-            self._timer_deadline = wake
-            scope.deadline = wake
+                await self._ws.abort()
+                return
+            if work == "ping":
+                await self._ws.ping()
+            await self._flush()
+        except ConnectionClosed:
+            pass  # the reader sees the close too and ends the session
 
     async def _flush(self) -> None:
         await self._ws.flush(self._conn.messages_to_send)

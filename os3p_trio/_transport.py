@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import trio
 from wsproto.connection import Connection as WsConnection
@@ -88,6 +88,8 @@ class WebSocket:
         "_partial",
         "_partial_size",
         "_pending",
+        "_recv",
+        "_sock",
         "_stream",
         "_write_lock",
         "_ws",
@@ -106,6 +108,16 @@ class WebSocket:
     ) -> None:
         self._stream = stream
         self._ws = ws
+        # Plain TCP: read and write the trio socket directly.  SocketStream.receive_some/send_all
+        # add a conflict detector and an error-translating context manager (a generator and its
+        # manager, alive for as long as an idle connection waits in a read) per call; we are the
+        # only reader and write under our own lock, so neither is needed.  TLS goes through the
+        # stream.
+        self._sock: trio.socket.SocketType | None = None
+        self._recv: Callable[[int], Awaitable[bytes | bytearray]] = stream.receive_some
+        if type(stream) is trio.SocketStream:
+            self._sock = stream.socket
+            self._recv = stream.socket.recv
         self._write_lock = trio.StrictFIFOLock()
         self._max_size = max_message_size
         self._chunk = receive_chunk
@@ -156,8 +168,8 @@ class WebSocket:
         ws = self._ws
         while True:
             try:
-                data = await self._stream.receive_some(self._chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                data = await self._recv(self._chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
                 raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
             if not data:
@@ -250,12 +262,22 @@ class WebSocket:
                 data = self._pending + data
                 self._pending = b""
             if data:
-                await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                await self._send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
             raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
         finally:
             lock.release()
+
+    async def _send_all(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            await self._stream.send_all(data)
+            return
+        view = memoryview(data)
+        total = 0
+        while total < len(view):
+            total += await sock.send(view[total:])
 
     async def send_messages(self, texts: Sequence[str]) -> None:
         """Send text messages in order with one write."""
@@ -287,8 +309,8 @@ class WebSocket:
             send = self._ws.send
             data = self._pending + b"".join([send(TextMessage(data=t)) for t in texts])
             self._pending = b""
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await self._send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
             raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
         finally:
@@ -329,13 +351,13 @@ class WebSocket:
                 # RFC 6455 §7.1.1: the server should close TCP only after the close handshake;
                 # wait for the peer's close frame (or EOF), bounded by the scope.
                 while self._ws.state is ConnectionState.LOCAL_CLOSING:
-                    data = await self._stream.receive_some(self._chunk)
+                    data = await self._recv(self._chunk)
                     if not data:
                         break
                     self._ws.receive_data(bytes(data))
                     for _ in self._ws.events():
                         pass
-            except (trio.BrokenResourceError, trio.ClosedResourceError, WsRemoteProtocolError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, WsRemoteProtocolError):
                 pass
             finally:
                 await _aclose_stream(self._stream)
