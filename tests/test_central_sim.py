@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import trio
 
-from os3p_sim import LiveStation, SQLiteStore, StationConfig, TransferConfig
+from os3p_sim import LiveStation, ScaledClock, SQLiteStore, StationConfig, TransferConfig
 from os3p_trio import ClientConfig, ServerConfig
 from os3p_trio.central import CentralConfig, FileArea, open_central_service, open_sqlite_store
 from os3p_trio.central.cli import main as cli_main
@@ -192,4 +192,62 @@ async def test_firmware_update_getfile_and_streetlight_calls_with_the_simulator(
             return len(boots) >= 3 and (await station())["station"]["connected"]
 
         await eventually(rebooted)
+        nursery.cancel_scope.cancel()
+
+
+async def test_reference_station_served_without_reboot_after_a_restart_of_the_service(tmp_path: Path) -> None:
+    """PROTOCOL-DECISIONS §5 with the reference Substation: it reconnects to a restarted Central System
+    without a new BootNotification (its boot fields did not change) and is served — the acceptance came from
+    the database, not from memory."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    files = FileArea(tmp_path / "firmware", tmp_path / "uploads")
+    sim_store = SQLiteStore(str(tmp_path / "sim.sqlite"), synchronous="NORMAL")
+    config = StationConfig(meter_interval=30.0)
+
+    async def meter_values(api: httpx.AsyncClient) -> int:
+        return len((await api.get("/api/stations/SIM-R/meter-values", params={"limit": 100_000})).json())
+
+    async with trio.open_nursery() as nursery:
+        async with (
+            open_sqlite_store(tmp_path / "cs.sqlite") as store,
+            open_central_service(store, port=port, files=files, secret=b"k" * 32) as service,
+            httpx.AsyncClient(base_url=service.api_url, timeout=20) as api,
+        ):
+            await service.central.add_station("SIM-R")
+            sim = LiveStation(
+                service.ws_url,
+                "SIM-R",
+                sim_store,
+                config=config,
+                client_config=FAST_CLIENT,
+                clock=ScaledClock(60.0),
+            )
+            nursery.start_soon(sim.run)
+
+            async def accepted_and_reporting() -> bool:
+                view = (await api.get("/api/stations/SIM-R")).json()
+                return bool(view["station"]["accepted"]) and await meter_values(api) > 0
+
+            await eventually(accepted_and_reporting)
+        # The service is gone (its connections closed with 1001); the station keeps trying to reconnect.
+        async with (
+            open_sqlite_store(tmp_path / "cs.sqlite") as store,
+            open_central_service(store, port=port, files=files, secret=b"k" * 32) as service,
+            httpx.AsyncClient(base_url=service.api_url, timeout=20) as api,
+        ):
+            before = await meter_values(api)
+
+            async def served_again() -> bool:
+                view = (await api.get("/api/stations/SIM-R")).json()
+                return bool(view["station"]["connected"]) and await meter_values(api) > before
+
+            await eventually(served_again)
+            boots = (await api.get("/api/stations/SIM-R/events", params={"kind": "BootNotification"})).json()
+            assert len(boots) == 1  # no new BootNotification after the restart
+            connects = (await api.get("/api/stations/SIM-R/events", params={"kind": "Connected"})).json()
+            assert len(connects) >= 2
         nursery.cancel_scope.cancel()
