@@ -75,8 +75,12 @@ Effect = Download | Upload | Reboot
 class StationConfig:
     """Everything about a simulated station that is not protocol state (documented defaults)."""
 
-    #: Seconds between periodic MeterValues (§M4.1 mentions quarterly values); readings align to the clock.
+    #: Seconds between periodic MeterValues (§M4.1 mentions quarterly values).
     meter_interval: float = 900.0
+    #: Where in the interval a station samples: None = a fixed per-station offset derived from the identity,
+    #: so that a fleet does not send 10,000 readings in the same second (``Sample.Periodic``, not
+    #: ``Sample.Clock``); 0.0 aligns every station to the clock.
+    meter_offset: float | None = None
     meter: MeterProfile = attrs.field(factory=MeterProfile)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     transfers: TransferConfig = attrs.field(factory=TransferConfig)
@@ -167,6 +171,11 @@ class Station:
         self.uploads = Uploads()  # an upload in flight at a crash is lost: the Central System asks again
         self._unclean = bool(stored.get("running", False))
         self._new = not stored
+        if config.meter_offset is None:
+            fraction = int(hashlib.sha256(b"meter/" + identity.encode()).hexdigest()[:8], 16) / 2**32
+            self._meter_offset = fraction * config.meter_interval
+        else:
+            self._meter_offset = config.meter_offset % config.meter_interval
         self._next_meter = self._align(now)
         self._next_switch: dict[int, float] = {}
         self._next_local = self._draw_local(now)
@@ -281,8 +290,10 @@ class Station:
         return out
 
     def _align(self, t: float) -> float:
+        """The next sampling instant after ``t``: offset + k × interval."""
         interval = self.config.meter_interval
-        return (math.floor(t / interval) + 1) * interval
+        offset = self._meter_offset
+        return (math.floor((t - offset) / interval) + 1) * interval + offset
 
     def _refresh_timeline(self, t: float) -> None:
         at = _utc(t)

@@ -211,7 +211,7 @@ async def test_get_file_uploads_meter_history_csv_and_log(
     app, base = server
     store = SQLiteStore(str(tmp_path / "gf.db"))
     t0 = dt.datetime(2025, 1, 10, 0, tzinfo=dt.UTC).timestamp()
-    station = Station("SUB-GF", StationConfig(), seed=2, now=t0)
+    station = Station("SUB-GF", StationConfig(meter_offset=0.0), seed=2, now=t0)  # readings on the quarter
     store.apply("SUB-GF", station.start(t0).change, t0)
     for _ in range(8):  # two hours of quarter-hour readings
         t = station.next_deadline()

@@ -261,3 +261,17 @@ def test_simulated_local_override_switch_comes_and_goes() -> None:
         station.step(station.next_deadline())
     assert station.handle_call("OverrideStreetlight", {"action": "Off"}, station.now).response == {
         "status": "RejectedLocalOverride"}
+
+
+def test_meter_readings_are_spread_over_the_interval_across_a_fleet() -> None:
+    t0 = _noon(dt.date(2025, 3, 1))
+    firsts = []
+    for i in range(50):
+        station = Station(f"SUB-{i}", StationConfig(), seed=1, now=t0)
+        station.start(t0)
+        firsts.append(station.next_deadline() - t0)
+    assert all(0 < f <= 900 for f in firsts)
+    assert len({round(f) for f in firsts}) > 40  # not all in the same second
+    aligned = Station("SUB-A", StationConfig(meter_offset=0.0), seed=1, now=t0)
+    aligned.start(t0)
+    assert aligned.next_deadline() == t0 + 900
