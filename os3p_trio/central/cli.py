@@ -21,6 +21,8 @@ invalid payload, station not connected.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import secrets
@@ -343,10 +345,24 @@ def _quote(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``os3p-central``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "stations":
-        return trio.run(_stations, args)
-    if args.command == "call":
-        return _call(args)
+    try:
+        if args.command == "stations":
+            # Output is written once the database is closed, so a reader that goes away early
+            # (``stations show ID | head``) cannot interrupt the store.
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                code = trio.run(_stations, args)
+            sys.stdout.write(buffer.getvalue())
+            sys.stdout.flush()
+            return code
+        if args.command == "call":
+            return _call(args)
+    except BrokenPipeError:
+        # The reader of our output went away: not an error of ours; keep the interpreter from reporting it
+        # again when it flushes stdout at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
     from ._server import run_serve
 
     return run_serve(args)
