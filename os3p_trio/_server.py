@@ -240,6 +240,8 @@ class CentralSystemServer:
                 await trio.aclose_forcefully(stream)
                 return
             ws, identity, record = accepted
+            previously_accepted = record.previously_accepted
+            del accepted, record  # this frame lives as long as the connection
             if ws.subprotocol is None:
                 # §J3.2: "it MUST complete the websocket handshake with a response without a
                 # Sec-websocket-Protocol header and then immediately close the websocket connection."
@@ -247,9 +249,7 @@ class CentralSystemServer:
                     CLOSE_PROTOCOL_ERROR, "no supported subprotocol offered", timeout=cfg.close_timeout
                 )
                 return
-            conn = Connection(
-                Role.CENTRAL_SYSTEM, cfg.connection, previously_accepted=record.previously_accepted
-            )
+            conn = Connection(Role.CENTRAL_SYSTEM, cfg.connection, previously_accepted=previously_accepted)
             session = Session(
                 ws,
                 conn,

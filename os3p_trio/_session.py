@@ -135,6 +135,7 @@ class Session:
     __slots__ = (
         "_close_request",
         "_closed",
+        "_closed_event",
         "_conn",
         "_nursery",
         "_ping_sent",
@@ -182,7 +183,9 @@ class Session:
         self._timer = TimerHandle(self)
         self._ping_sent: float | None = None
         self._close_request: tuple[int, str] | None = None
-        self._closed = trio.Event()
+        # A flag, and an Event only once somebody waits (three objects less per idle connection).
+        self._closed = False
+        self._closed_event: trio.Event | None = None
 
     # --- public ----------------------------------------------------------------------------
 
@@ -204,11 +207,16 @@ class Session:
     @property
     def is_closed(self) -> bool:
         """True once the session has ended."""
-        return self._closed.is_set()
+        return self._closed
 
     async def wait_closed(self) -> None:
         """Wait until the session has ended (closing handshake done)."""
-        await self._closed.wait()
+        if self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
+        await self._closed_event.wait()
 
     async def call(self, request: Any, *, timeout: float | None = None) -> Any:
         """Send a typed request (``os3p_core.payloads.<Action>Request``) and return the typed response.
@@ -302,7 +310,9 @@ class Session:
                     await self._ws.aclose(timeout=0)
                 else:
                     await self._ws.aclose(code, reason, timeout=self.close_timeout)
-                self._closed.set()
+                self._closed = True
+                if self._closed_event is not None:
+                    self._closed_event.set()
 
     async def _run_on_start(self, on_start: Callable[[Session], Awaitable[Any]]) -> None:
         # A ConnectionClosed: the connection ended under it, not a failure of the application.
@@ -419,7 +429,7 @@ class Session:
             waiter.event.set()
 
     async def _call(self, call: Call) -> ResultReceived:
-        if self._closed.is_set() or self._ws.closed is not None:
+        if self._closed or self._ws.closed is not None:
             closed = self._ws.closed
             raise closed if closed is not None else ConnectionClosed(CLOSE_NORMAL, "session closed")
         unique_id = self._conn.send(call, trio.current_time())

@@ -13,7 +13,7 @@ The shape is chosen for the server hot path:
 - :meth:`WebSocket.send_messages` encodes a whole batch and writes it with one ``send_all``
   under the one write lock (answers to pings ride along), so replies are batched too;
 - the transport owns no task: the caller's reader loop drives it, and the only per-connection
-  objects are the stream, the wsproto ``Connection`` and a lock.
+  objects are the stream and the wsproto ``Connection``.
 
 The opening handshake (both roles) uses wsproto's ``H11Handshake``; once upgraded we keep only
 the small frame-level ``wsproto.connection.Connection`` and drop h11's buffers.
@@ -91,7 +91,8 @@ class WebSocket:
         "_recv",
         "_sock",
         "_stream",
-        "_write_lock",
+        "_write_lot",
+        "_writing",
         "_ws",
         "last_receive",
         "subprotocol",
@@ -118,7 +119,11 @@ class WebSocket:
         if type(stream) is trio.SocketStream:
             self._sock = stream.socket
             self._recv = stream.socket.recv
-        self._write_lock = trio.StrictFIFOLock()
+        # The write lock: a flag, and a parking lot only once two writers ever meet (a
+        # StrictFIFOLock would be three objects per idle connection).  Fairness does not matter
+        # for order: whoever holds the lock sends everything queued at that moment.
+        self._writing = False
+        self._write_lot: trio.lowlevel.ParkingLot | None = None
         self._max_size = max_message_size
         self._chunk = receive_chunk
         self._partial: list[str] | None = None
@@ -251,12 +256,29 @@ class WebSocket:
 
     # --- writing ---------------------------------------------------------------------------
 
+    async def _lock(self) -> None:
+        while self._writing:
+            if self._write_lot is None:
+                self._write_lot = trio.lowlevel.ParkingLot()
+            try:
+                await self._write_lot.park()
+            except BaseException:
+                # Cancelled, perhaps just after being woken: pass the wake-up on.
+                if self._write_lot and not self._has_writer():
+                    self._write_lot.unpark()
+                raise
+        self._writing = True
+
+    def _has_writer(self) -> bool:
+        return self._writing
+
+    def _unlock(self) -> None:
+        self._writing = False
+        if self._write_lot is not None and self._write_lot:
+            self._write_lot.unpark()
+
     async def _write(self, data: bytes) -> None:
-        lock = self._write_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._lock()
         try:
             if self._pending:
                 data = self._pending + data
@@ -267,7 +289,7 @@ class WebSocket:
             self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
             raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
         finally:
-            lock.release()
+            self._unlock()
 
     async def _send_all(self, data: bytes) -> None:
         sock = self._sock
@@ -295,11 +317,7 @@ class WebSocket:
         outbox (``Connection.messages_to_send``): whoever holds the lock sends everything that
         is queued at that moment; later flushers find nothing and return at once.
         """
-        lock = self._write_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._lock()
         try:
             texts = produce()
             if not texts and not self._pending:
@@ -314,7 +332,7 @@ class WebSocket:
             self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
             raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
         finally:
-            lock.release()
+            self._unlock()
 
     async def ping(self, payload: bytes = b"") -> None:
         """Send a WebSocket ping; :attr:`awaiting_pong` stays true until any bytes arrive."""

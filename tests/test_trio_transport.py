@@ -123,3 +123,44 @@ async def test_batch_of_calls_is_read_and_answered_in_batches() -> None:
             await ws.aclose(timeout=1)
             with pytest.raises(ConnectionClosed):
                 await ws.send_messages(["x"])
+
+
+async def test_concurrent_writers_never_interleave_frames() -> None:
+    from functools import partial
+
+    from os3p_trio import server_handshake
+
+    received: list[str] = []
+    done = trio.Event()
+
+    async def serve(stream: trio.SocketStream) -> None:
+        pending = await server_handshake(stream)
+        assert pending is not None
+        ws = await pending.accept("OS3P1.0")
+        while len(received) < 50:
+            received.extend(await ws.receive_messages())
+            await trio.sleep(0.001)  # a slow reader: the writers' socket buffer fills up
+        done.set()
+        await ws.aclose(timeout=1)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            ws = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", port), host="h", target="/x", subprotocols=["OS3P1.0"]
+            )
+
+            async def writer(n: int) -> None:
+                for k in range(5):
+                    await ws.send_messages([chr(ord("a") + n) * (100_000 + k)])
+
+            async with trio.open_nursery() as writers:
+                for n in range(10):
+                    writers.start_soon(writer, n)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    assert len(received) == 50
+    for text in received:
+        assert len(set(text)) == 1  # one writer's message, whole
+    assert sorted(len(t) for t in received) == sorted(100_000 + k for _ in range(10) for k in range(5))
