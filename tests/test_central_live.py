@@ -29,6 +29,7 @@ from os3p_trio.central import (
     BootStatus,
     CentralConfig,
     CentralService,
+    EventKind,
     FileArea,
     open_central_service,
     open_sqlite_store,
@@ -279,6 +280,19 @@ async def test_station_messages_are_committed_before_their_callresult(tmp_path: 
             assert state["firmwareStatus"]["status"] == "Downloading"
             assert state["fileStatus"]["status"] == "Uploaded"
             assert state["lastReadings"]["Frequency"]["value"] == "50.01"
+
+            # A write that cannot be committed gets no CALLRESULT: the station sees InternalError and keeps
+            # the message for a retry (PROTOCOL-DECISIONS §7); here the station was removed meanwhile.
+            await store.remove_station("S 1")
+            switch_off = {"contactorId": 1, "status": "Off", "timestamp": "2026-11-27T07:00:00Z"}
+            failed = await st.call("StreetlightStatusNotification", switch_off)
+            assert (failed[0], failed[2]) == (4, "InternalError")
+            assert await store.events("S 1") == []
+            await store.add_station("S 1", None, 0.0)
+            # The retry succeeds once the write can be committed.
+            assert await st.result("StreetlightStatusNotification", switch_off) == {}
+            stored = await store.events("S 1", kind=EventKind.STREETLIGHT_STATUS)
+            assert [e.payload for e in stored] == [switch_off]
         await wait_connected(client, "S%201", connected=False)
 
 
