@@ -34,6 +34,7 @@ from os3p_trio import (
     CallTimeout,
     ConnectionClosed,
     InMemoryRegistry,
+    InvalidResult,
     Router,
     ServerConfig,
     Session,
@@ -410,3 +411,62 @@ async def test_dead_peers_are_detected_on_both_sides() -> None:
                 await session.wait_closed()
                 assert 0.4 <= trio.current_time() - start < 3
             nursery.cancel_scope.cancel()
+
+
+async def test_unregistered_action_invalid_answers_and_sync_crash(caplog: pytest.LogCaptureFixture) -> None:
+    app = CentralApp()
+
+    def bad_answer(session: Session, request: MeterValuesRequest) -> object:
+        return {"bogus": 1}  # breaks the MeterValues response schema
+
+    def crash(session: Session, request: HeartbeatRequest) -> object:
+        raise KeyError("oops")
+
+    app.router.add(Action.METER_VALUES, bad_answer)
+    app.router.add(Action.HEARTBEAT, crash)
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(url, "S1", station_router(), BOOT, config=FAST_CLIENT) as station:
+                await station.wait_accepted()
+                session = station.session
+                assert session is not None
+                # No handler for a known action: NotImplemented (PROTOCOL-DECISIONS §3, §M4.2).
+                with pytest.raises(CallErrorReceived) as info:
+                    await session.call_payload("FirmwareStatusNotification", {"status": "Installed"})
+                assert info.value.code == "NotImplemented"
+                with caplog.at_level(logging.ERROR, logger="os3p_trio"):
+                    with pytest.raises(CallErrorReceived) as info:
+                        await station.call(meter_values())
+                    assert info.value.code == "InternalError"
+                    with pytest.raises(CallErrorReceived) as info:
+                        await station.call(HeartbeatRequest())
+                    assert info.value.code == "InternalError"
+                assert "invalid answer" in caplog.text
+                assert "KeyError" in caplog.text
+                assert station.session is session  # the connection carries on
+
+
+async def test_invalid_result_from_peer() -> None:
+    app = CentralApp()
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            ws = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+            )
+            while "S1" not in server.sessions:
+                await trio.sleep(0.01)
+
+            async def answer_badly() -> None:
+                [text] = await ws.receive_messages()
+                unique_id = text.split('"')[1]
+                await ws.send_messages([f'[3,"{unique_id}",{{"configurationKey":"not a list"}}]'])
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer_badly)
+                with pytest.raises(InvalidResult):
+                    await server.call("S1", GetConfigurationRequest())
+            await ws.aclose(timeout=1)
