@@ -265,10 +265,14 @@ class SubstationClient:
                 ConnectionClosed,
             ) as exc:
                 logger.info("os3p client %r: connect failed: %r", self.identity, exc)
+            except Exception:
+                # Whatever went wrong, a station keeps trying (with back-off): log it loudly.
+                logger.exception("os3p client %r: unexpected error while connecting", self.identity)
             if session is not None:
                 self.connections += 1
                 self._reject_wait = None
                 self._accepted = False
+                self._was_accepted = False
                 self.session = session
                 self._notify()
                 try:
@@ -330,7 +334,6 @@ class SubstationClient:
         )
 
     async def _session_main(self, session: Session) -> None:
-        self._was_accepted = False
         conn = session.connection
         if conn.boot_state is not BootState.ACCEPTED and not await self._boot(session):
             return

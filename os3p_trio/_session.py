@@ -137,6 +137,7 @@ class Session:
         "_closed",
         "_closed_event",
         "_conn",
+        "_final_close",
         "_nursery",
         "_ping_sent",
         "_router",
@@ -186,6 +187,7 @@ class Session:
         # A flag, and an Event only once somebody waits (three objects less per idle connection).
         self._closed = False
         self._closed_event: trio.Event | None = None
+        self._final_close: ConnectionClosed | None = None
 
     # --- public ----------------------------------------------------------------------------
 
@@ -305,7 +307,7 @@ class Session:
             self._nursery = None
             self._timer.cancel()
             with trio.CancelScope(shield=True):
-                self._lost()
+                self._lost(self._ws.closed or ConnectionClosed(code, reason))
                 if peer_closed or (self._ws.closed is not None and self._ws.closed.code == 1006):
                     await self._ws.aclose(timeout=0)
                 else:
@@ -410,7 +412,7 @@ class Session:
                 if failed.reason is _FailureReason.INVALID_RESPONSE:
                     exc: Exception = InvalidResult(f"{failed.action.value}: {failed.error.description}")
                 else:
-                    closed = self._ws.closed
+                    closed = self._final_close or self._ws.closed
                     exc = closed if closed is not None else ConnectionClosed(1006, "connection lost")
                 self._resolve(failed.unique_id, exc)
             elif kind is BootStateChanged:
@@ -504,11 +506,12 @@ class Session:
                 return  # the connection is gone (the call was abandoned): nothing to answer
         self._dispatch()
 
-    def _lost(self) -> None:
+    def _lost(self, closed: ConnectionClosed) -> None:
+        self._final_close = closed
         try:
             self._conn.connection_lost()
             self._dispatch()
         except Exception:
             logger.exception("os3p connection %r: error while failing outstanding calls", self.identity)
         for unique_id in list(self._waiters):
-            self._resolve(unique_id, self._ws.closed or ConnectionClosed(1006, "connection lost"))
+            self._resolve(unique_id, closed)
