@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ._faults import FaultConfig
 from ._live import FleetStats, LiveStation, ScaledClock, run_fleet
 from ._station import StationConfig
 from ._store import SQLiteStore
@@ -40,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--time-scale", type=float, default=1.0, help="station clock speed (default 1)")
         p.add_argument("--seed", default="0", help="seed of the stations' random generators")
         p.add_argument("--meter-interval", type=float, default=900.0, help="seconds between MeterValues")
+        p.add_argument("--firmware-version", default="1.0.0", help="firmware of a new station")
+        p.add_argument("--local-overrides-per-day", type=float, default=0.0,
+                       help="mean uses per day of the simulated manual override switch (default 0)")
+        p.add_argument("--faults-per-day", type=float, default=0.0,
+                       help="mean real MV faults per day (default 0)")
         p.add_argument("--ca", help="CA bundle to verify a wss:// Central System")
         p.add_argument("-v", "--verbose", action="store_true", help="log connection events")
 
@@ -57,10 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _station_config(args: argparse.Namespace) -> StationConfig:
+    return StationConfig(meter_interval=args.meter_interval, firmware_version=args.firmware_version,
+                         local_overrides_per_day=args.local_overrides_per_day,
+                         faults=FaultConfig(real_faults_per_day=args.faults_per_day))
+
+
 async def _run_one(args: argparse.Namespace) -> None:
     store = SQLiteStore(args.state or ":memory:")
     ctx = ssl.create_default_context(cafile=args.ca) if args.ca else None
-    config = StationConfig(meter_interval=args.meter_interval)
+    config = _station_config(args)
     station = LiveStation(args.url, args.identity, store, config=config, seed=args.seed,
                           password=args.password,
                           ssl_context=ctx, clock=ScaledClock(args.time_scale))
@@ -76,7 +88,7 @@ async def _run_fleet(args: argparse.Namespace) -> FleetStats:
         return await run_fleet(args.url, args.count, prefix=args.prefix, ramp=args.ramp,
                                duration=args.duration, store=store, password=args.password,
                                time_scale=args.time_scale, seed=args.seed,
-                               config=StationConfig(meter_interval=args.meter_interval), json_path=args.json)
+                               config=_station_config(args), json_path=args.json)
     finally:
         store.close()
 

@@ -20,6 +20,7 @@ from os3p_core import structure_request, unstructure
 from os3p_sim import (
     FleetStats,
     LiveStation,
+    ScaledClock,
     SQLiteStore,
     StationConfig,
     TransferConfig,
@@ -192,3 +193,30 @@ def test_cli_fleet_writes_statistics(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())
     assert summary["booted"] == 5
     assert summary["stationsWithHeartbeat"] == 5
+
+
+async def test_time_scale_runs_the_schedule_faster(central: tuple[Central, CentralSystemServer],
+                                                   tmp_path: Path) -> None:
+    """--time-scale: a real second is an hour of the station's clock; the evening switch comes in seconds."""
+    app, server = central
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "scaled.db"))
+    # 2025-12-21 15:00 UTC, an hour and a half before sunset in Amsterdam; the lights go on at sunset.
+    start = dt.datetime(2025, 12, 21, 15, 0, tzinfo=dt.UTC).timestamp()
+    profile = {"contactorId": 2, "streetlightProfiles": [{
+        "profileId": 1, "stackLevel": 0, "recurrencyKind": "Daily", "validFrom": "2025-01-01T00:00:00",
+        "daySchedule": [{"start": {"kind": "Sunset", "offset": 0},
+                         "end": {"kind": "Sunrise", "offset": 0}}]}]}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            station = LiveStation(url, "SIM-FAST", store, seed=1, client_config=FAST_CLIENT,
+                                  clock=ScaledClock(3600.0, start=start))
+            await nursery.start(station.run)
+            await app.wait_for(lambda: app.counts[("SIM-FAST", "BootNotification")] == 1)
+            reply = await _call(server, "SIM-FAST", "SetStreetlightProfile", profile)
+            assert reply == {"status": "Accepted"}
+            await app.wait_for(lambda: len(app.of("SIM-FAST", "StreetlightStatusNotification")) >= 1)
+            nursery.cancel_scope.cancel()
+    (switch,) = app.of("SIM-FAST", "StreetlightStatusNotification")[:1]
+    assert (switch["contactorId"], switch["status"]) == (2, "On")
+    assert switch["timestamp"].startswith("2025-12-21T15:2")  # sunset 16:28 local = 15:28 UTC
