@@ -16,6 +16,8 @@ from ._errors import (
     Os3pTrioError,
 )
 from ._handshake import (
+    MAX_IDENTITY_LENGTH,
+    MIN_AUTHORIZATION_KEY_BYTES,
     HandshakeRejected,
     certificate_names,
     choose_subprotocol,
@@ -41,6 +43,8 @@ from ._timers import TimerService
 from ._transport import PendingUpgrade, WebSocket, client_handshake, server_handshake
 
 __all__ = [
+    "MAX_IDENTITY_LENGTH",
+    "MIN_AUTHORIZATION_KEY_BYTES",
     "CallErrorReceived",
     "CallFailure",
     "CallTimeout",

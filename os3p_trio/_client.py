@@ -96,6 +96,9 @@ class ClientConfig:
     #: Heartbeat interval when acceptance is remembered and no BootNotification was answered on
     #: this connection (the station's ``HeartbeatInterval`` key, PROTOCOL-DECISIONS §6).
     heartbeat_interval: float = attrs.field(default=300.0, validator=_positive)
+    #: Send Heartbeat every ``heartbeat_interval``.  Off when the application sends its own (a
+    #: simulator that drives its station model's clock, for instance).
+    send_heartbeats: bool = True
     #: The core's options for every connection.
     connection: Config = attrs.field(factory=Config)
 
@@ -376,6 +379,8 @@ class SubstationClient:
             await trio.sleep(retry)
 
     async def _heartbeats(self, session: Session) -> None:
+        if not self.config.send_heartbeats:
+            return
         while True:
             await trio.sleep(self.heartbeat_interval)
             try:

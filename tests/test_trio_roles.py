@@ -470,3 +470,15 @@ async def test_invalid_result_from_peer() -> None:
                 with pytest.raises(InvalidResult):
                     await server.call("S1", GetConfigurationRequest())
             await ws.aclose(timeout=1)
+
+
+async def test_heartbeats_can_be_left_to_the_application() -> None:
+    app = CentralApp((RegistrationStatus.ACCEPTED, 1))
+    config = attrs.evolve(FAST_CLIENT, send_heartbeats=False)
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(url, "S1", station_router(), BOOT, config=config) as station:
+                await station.wait_accepted()
+                await trio.sleep(1.3)
+                assert app.actions() == ["BootNotification"]
