@@ -62,6 +62,9 @@ DEFAULT_RECEIVE_CHUNK = 65536
 #: An upgrade request (headers included) larger than this is refused (431); h11's own default.
 MAX_REQUEST_HEAD = 16 * 1024
 
+#: Headers of unmasked FIN text frames with a 7-bit length (RFC 6455 §5.2), built once.
+_TEXT_HEADERS = [bytes([0x81, n]) for n in range(126)]
+
 # RFC 6455 §7.4.1 close codes used here.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -301,14 +304,35 @@ class WebSocket:
         while total < len(view):
             total += await sock.send(view[total:])
 
+    def _encode(self, texts: Sequence[str]) -> bytes:
+        if self._ws.client:
+            send = self._ws.send
+            return b"".join([send(TextMessage(data=t)) for t in texts])
+        # Server → client: one unfragmented, unmasked text frame per message (RFC 6455 §5.2, §5.6).
+        # That frame is a fixed header and the UTF-8 bytes, so we write it ourselves: about five
+        # times cheaper than building an event and going through wsproto's generic send path, and
+        # wsproto's state is unaffected (only close frames and fragmented sends change it, and
+        # neither goes this way).  Client frames need masking and stay with wsproto.
+        parts: list[bytes] = []
+        for text in texts:
+            payload = text.encode("utf-8")
+            n = len(payload)
+            if n < 126:
+                parts.append(_TEXT_HEADERS[n])
+            elif n < 65536:
+                parts.append(b"\x81\x7e" + n.to_bytes(2, "big"))
+            else:
+                parts.append(b"\x81\x7f" + n.to_bytes(8, "big"))
+            parts.append(payload)
+        return b"".join(parts)
+
     async def send_messages(self, texts: Sequence[str]) -> None:
         """Send text messages in order with one write."""
         if not texts:
             return
         if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
-        send = self._ws.send
-        await self._write(b"".join([send(TextMessage(data=t)) for t in texts]))
+        await self._write(self._encode(texts))
 
     async def flush(self, produce: Callable[[], list[str]]) -> None:
         """Send what ``produce()`` returns, calling it only while holding the write lock.
@@ -324,8 +348,7 @@ class WebSocket:
                 return
             if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
                 raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
-            send = self._ws.send
-            data = self._pending + b"".join([send(TextMessage(data=t)) for t in texts])
+            data = self._pending + self._encode(texts)
             self._pending = b""
             await self._send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

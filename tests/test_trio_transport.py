@@ -164,3 +164,37 @@ async def test_concurrent_writers_never_interleave_frames() -> None:
     for text in received:
         assert len(set(text)) == 1  # one writer's message, whole
     assert sorted(len(t) for t in received) == sorted(100_000 + k for _ in range(10) for k in range(5))
+
+
+async def test_server_frames_of_every_length_class() -> None:
+    """7-bit, 16-bit and 64-bit payload lengths (RFC 6455 §5.2), non-ASCII included, read back by
+    wsproto on the client side."""
+    from functools import partial
+
+    from os3p_trio import server_handshake
+
+    texts = ["", "x" * 125, "é" * 63, "y" * 126, "z" * 65535, "w" * 65536, "ü" * 100_000]
+
+    async def serve(stream: trio.SocketStream) -> None:
+        pending = await server_handshake(stream)
+        assert pending is not None
+        ws = await pending.accept("OS3P1.0")
+        await ws.send_messages(texts)
+        await ws.aclose(timeout=1)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, serve, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            ws = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", port), host="h", target="/x", subprotocols=["OS3P1.0"]
+            )
+            received: list[str] = []
+            while True:
+                try:
+                    received += await ws.receive_messages()
+                except ConnectionClosed as exc:
+                    assert exc.code == 1000
+                    break
+            nursery.cancel_scope.cancel()
+    assert received == texts
