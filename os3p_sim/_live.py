@@ -66,6 +66,8 @@ CENTRAL_SYSTEM_ACTIONS = (
 )
 #: The os3p_trio client's own heartbeat interval while this module sends the Heartbeats (effectively never).
 _PARKED = 1e9
+#: Seconds (real) a rebooting station waits for its outbox to drain before it reboots anyway.
+REBOOT_DRAIN_TIMEOUT = 30.0
 #: Seconds (real) a rebooting station stays off.
 REBOOT_PAUSE = 2.0
 #: Call latencies kept for the percentiles (a sliding window bounds the memory of a 10,000-station fleet).
@@ -382,7 +384,12 @@ class LiveStation:
         if station is None:
             return
         if isinstance(effect, Reboot):
-            await trio.sleep(0.5)  # let the answer (Reset) and the last notifications leave
+            # Let the answer (Reset) leave, and the outbox drain (bounded): a station about to restart first
+            # reports what it has, so that e.g. ``Installed`` is not sent twice across the reboot.
+            await trio.sleep(0.5)
+            with trio.move_on_after(REBOOT_DRAIN_TIMEOUT):
+                while self.store.outbox_head(self.identity) is not None:
+                    await trio.sleep(0.1)
             self._reboot.set()
             return
         out = await perform_transfer(station, effect, self.store, self.clock.now, client=self.http)

@@ -75,6 +75,8 @@ __all__ = [
     "VirtualLoop",
 ]
 
+#: Seconds a rebooting station waits for its outbox to drain before it reboots anyway.
+REBOOT_DRAIN_TIMEOUT = 30.0
 #: Most timers one :meth:`VirtualLoop.run_until` call fires (every loop bounded in count).
 MAX_EVENTS = 50_000_000
 
@@ -394,6 +396,15 @@ class SimStation:
         self.conn = None
         self._inflight = None
 
+    def _reboot_when_drained(self, deadline: float) -> None:
+        """Reboot once the outbox is delivered (bounded): a station about to restart first reports what it
+        has, so that e.g. ``Installed`` is not sent twice across the reboot."""
+        drained = self.store.outbox_head(self.identity) is None and self._inflight is None
+        if drained or self.sim.loop.now >= deadline:
+            self._reboot(10.0)
+        else:
+            self._later(0.5, lambda: self._reboot_when_drained(deadline), scope="power")
+
     def _reboot(self, delay: float) -> None:
         station = self.station
         if station is None:
@@ -463,7 +474,8 @@ class SimStation:
 
     def _effect(self, effect: Download | Upload | Reboot) -> None:
         if isinstance(effect, Reboot):
-            self._later(0.5, lambda: self._reboot(10.0), scope="power")
+            deadline = self.sim.loop.now + REBOOT_DRAIN_TIMEOUT
+            self._later(0.5, lambda: self._reboot_when_drained(deadline), scope="power")
             return
         files = self.sim.files
         delay = 1.0 + self.sim.rng.uniform(0.0, 2.0)

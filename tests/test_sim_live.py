@@ -16,8 +16,9 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 from test_sim_http import FileServer
 
-from os3p_core import structure_request, unstructure
+from os3p_core import ErrorCode, ProtocolError, structure_request, unstructure
 from os3p_sim import (
+    Backoff,
     FleetStats,
     LiveStation,
     ScaledClock,
@@ -43,13 +44,19 @@ class Central:
         self.received: list[tuple[str, str, dict[str, Any]]] = []
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.changed = trio.Event()
+        #: (identity, action, payload) → a CallError code to answer instead of committing, or None.
+        self.inject: Callable[[str, str, dict[str, Any]], str | None] = lambda i, a, p: None
         self.router = Router()
         for action in STATION_ACTIONS:
             self.router.add(action, self._handler(action))
 
     def _handler(self, action: str) -> Callable[[Session, Any], dict[str, Any]]:
         def handle(session: Session, request: Any) -> dict[str, Any]:
-            self.received.append((session.identity, action, unstructure(request)))
+            payload = unstructure(request)
+            code = self.inject(session.identity, action, payload)
+            if code is not None:
+                raise ProtocolError("injected by the test", ErrorCode(code))
+            self.received.append((session.identity, action, payload))
             self.counts[(session.identity, action)] += 1
             self.changed.set()
             self.changed = trio.Event()
@@ -220,3 +227,43 @@ async def test_time_scale_runs_the_schedule_faster(central: tuple[Central, Centr
     (switch,) = app.of("SIM-FAST", "StreetlightStatusNotification")[:1]
     assert (switch["contactorId"], switch["status"]) == (2, "On")
     assert switch["timestamp"].startswith("2025-12-21T15:2")  # sunset 16:28 local = 15:28 UTC
+
+
+async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
+        central: tuple[Central, CentralSystemServer], tmp_path: Path) -> None:
+    """PROTOCOL-DECISIONS §7 on real sockets: InternalError → the same entry again after a back-off;
+    FormationViolation → dead letter, and the queue goes on in order."""
+    app, server = central
+    attempts: collections.Counter[str] = collections.Counter()
+
+    def inject(identity: str, action: str, payload: dict[str, Any]) -> str | None:
+        if action == "StreetlightModeStatusNotification":
+            return "FormationViolation"
+        if action == "StreetlightStatusNotification":
+            attempts[payload["status"]] += 1
+            if attempts[payload["status"]] <= 2:
+                return "InternalError"
+        return None
+
+    app.inject = inject
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "retry.db"))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            station = LiveStation(url, "SIM-RETRY", store, seed=1, client_config=FAST_CLIENT,
+                                  backoff=Backoff(initial=0.1, maximum=0.5))
+            await nursery.start(station.run)
+            await app.wait_for(lambda: app.counts[("SIM-RETRY", "BootNotification")] == 1)
+            await _call(server, "SIM-RETRY", "OverrideStreetlight", {"contactorId": 3, "action": "On"})
+            await _call(server, "SIM-RETRY", "ResumeStreetlight", {"contactorId": 3})
+            await app.wait_for(lambda: len(app.of("SIM-RETRY", "StreetlightStatusNotification")) == 2)
+            nursery.cancel_scope.cancel()
+    got = [(p["contactorId"], p["status"]) for p in app.of("SIM-RETRY", "StreetlightStatusNotification")]
+    assert got == [(3, "On"), (3, "Off")]
+    assert attempts == {"On": 3, "Off": 3}  # two InternalErrors each, then committed
+    dead = store.dead_letters("SIM-RETRY")
+    assert [(d.action, d.payload["mode"], d.error) for d in dead] == [
+        ("StreetlightModeStatusNotification", "RemoteOverride", "FormationViolation"),
+        ("StreetlightModeStatusNotification", "Schedule", "FormationViolation")]
+    assert store.outbox_pending("SIM-RETRY") == []
+    assert station.stats.dead_letters == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from typing import Any
 
 from os3p_core import ProfileStore, SiteLocation
@@ -179,3 +180,67 @@ def test_boot_pending_then_rejected_then_accepted() -> None:
     assert len(boots) == 4
     assert boots[1] - boots[0] >= 40
     assert boots[3] - boots[2] >= 40
+
+
+def test_firmware_getfile_and_reset_in_virtual_time() -> None:
+    t0 = _start(dt.date(2025, 6, 2))
+    sim = Simulation(seed=9, start=t0)
+    sim.files["https://files.example/fw/4.2.0.bin"] = b"OS3PSIM-FIRMWARE 4.2.0\n" + bytes(1000)
+    station = sim.add_station("SUB-T", StationConfig(meter_interval=300.0))
+    sim.run_for(3600)
+    retrieve = (t0 + dt.timedelta(hours=2)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sim.central.call("SUB-T", "UpdateFirmware", {"location": "https://files.example/fw/4.2.0.bin",
+                                                  "retrieveDate": retrieve, "requestId": "u-1"})
+    sim.run_for(3 * 3600)
+    statuses = [r.payload["status"] for r in sim.central.received if r.action == "FirmwareStatusNotification"]
+    assert statuses == ["Downloading", "Downloaded", "Installing", "Installed"]
+    boots = [json.loads(text)[3] for t, d, i, text in sim.trace if d == "up" and '"BootNotification"' in text]
+    assert [b["firmwareVersion"] for b in boots] == ["1.0.0", "4.2.0"]  # §M3.2: changed field, new boot
+    # GetFile: the meter history of the last hour lands at <location>/<fileName>.
+    start = (sim.now - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sim.central.call("SUB-T", "GetFile", {"requestId": "g-1", "fileType": "MeterValueHistory",
+                                          "location": "https://files.example/up", "startTime": start,
+                                          "stopTime": sim.now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    sim.run_for(60)
+    uploads = [k for k in sim.files if k.startswith("https://files.example/up/")]
+    assert len(uploads) == 1
+    rows = sim.files[uploads[0]].decode().splitlines()
+    assert len({r.split(",")[0] for r in rows[1:]}) == 12  # twelve 5-minute readings in the hour
+    assert [r.payload for r in sim.central.received if r.action == "GetFileStatusNotification"] == [
+        {"status": "Uploading", "requestId": "g-1"}, {"status": "Uploaded", "requestId": "g-1"}]
+    # Reset: a clean reboot, back without a BootNotification (nothing changed), no unexpected-reboot report.
+    sim.central.call("SUB-T", "Reset", {})
+    sim.run_for(1800)
+    assert station.crashes == 0
+    assert len([1 for t, d, i, text in sim.trace if d == "up" and '"BootNotification"' in text]) == 2
+    assert not [r for r in sim.central.received if r.action == "StatusNotification"]
+    assert sim.store.load("SUB-T")["boot_count"] == 3
+
+
+def test_a_notification_that_can_never_succeed_is_dead_lettered_and_does_not_block() -> None:
+    t0 = _start(dt.date(2018, 12, 1))
+    sim = Simulation(seed=4, start=t0)
+
+    refused: list[dict[str, Any]] = []
+
+    def inject(identity: str, action: str, payload: dict[str, Any]) -> str | None:
+        # The Central System refuses the first switch-off for good (any code but the three "retry" ones).
+        if payload.get("status") == "Off" and (not refused or refused[0] == payload):
+            refused.append(payload)
+            return "PropertyConstraintViolation"
+        return None
+
+    sim.central.inject_error = inject
+    sim.add_station("SUB-X")
+    sim.at(t0 + dt.timedelta(minutes=5),
+           lambda: sim.central.call("SUB-X", "SetStreetlightProfile", SPEC_PROFILE))
+    sim.run_until(t0 + dt.timedelta(days=2))
+    station = sim.stations["SUB-X"]
+    assert [(a, p["status"], code) for a, p, code in station.dead] == [
+        ("StreetlightStatusNotification", "Off", "PropertyConstraintViolation")]
+    (dead,) = sim.store.dead_letters("SUB-X")
+    assert dead.error == "PropertyConstraintViolation"
+    truth = [p for a, p in station.appended if a == "StreetlightStatusNotification"]
+    got = [r.payload for r in sim.central.streetlight_events("SUB-X")]
+    assert got == [p for p in truth if p != dead.payload]  # everything else, in order
+    assert sim.store.outbox_pending("SUB-X") == []
