@@ -190,11 +190,12 @@ async def test_server_frames_of_every_length_class() -> None:
                 await trio.open_tcp_stream("127.0.0.1", port), host="h", target="/x", subprotocols=["OS3P1.0"]
             )
             received: list[str] = []
-            while True:
+            close_code = None
+            while close_code is None:
                 try:
                     received += await ws.receive_messages()
                 except ConnectionClosed as exc:
-                    assert exc.code == 1000
-                    break
+                    close_code = exc.code
             nursery.cancel_scope.cancel()
     assert received == texts
+    assert close_code == 1000
