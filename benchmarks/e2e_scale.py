@@ -20,8 +20,10 @@ Procedure, on one server process (``e2e_server.py``):
 4. at ``--storm-at`` stations, the reconnect storm: the load generator is armed (every connection lost
    reconnects at once, retrying every ~0.25 s, and boots again), the server is stopped with SIGTERM (it closes
    every connection with 1001), a new server process is started on the same port, and the time from its
-   start until every station has booted again is measured; then one more heartbeat window on the new
-   server.  The later steps continue on that server.
+   start until every station has booted again is measured.  Stations retry with exponential back-off and
+   full jitter (0.25 s doubling up to 5 s: ``--retry-delay``, ``--retry-cap``), as a fleet's would (issue 5),
+   only faster.  ``--stop kill`` crashes the server (SIGKILL) instead; then one more heartbeat window on
+   the new server.  The later steps continue on that server.
 
 Every figure goes to stdout as a table, to ``--json`` if given, and memory and latency against connections
 are plotted to ``--png`` (default ``benchmarks/e2e_scale.png``).
@@ -78,11 +80,13 @@ def heartbeat_window(server: Server, lg: LoadGen, n: int, args: argparse.Namespa
 
 def storm(server: Server, lg: LoadGen, n: int, args: argparse.Namespace) -> tuple[Server, dict[str, Any]]:
     """Stop the server with ``n`` stations connected, restart it, wait until all have booted again."""
-    lg.start_storm(timeout=args.storm_timeout, retry_delay=args.retry_delay)
+    lg.start_storm(timeout=args.storm_timeout, retry_delay=args.retry_delay, retry_cap=args.retry_cap)
     time.sleep(0.2)  # the arm command reaches every worker before the first close
     port = server.port
     t_stop = time.monotonic()
-    shutdown_s = server.stop(timeout=60)
+    if args.stop == "kill":
+        server.proc.kill()  # a crash: no closing handshake, the stations see the TCP connection drop
+    shutdown_s = server.stop(timeout=120)
     spawned = time.monotonic()
     new = Server(args.impl, port=port)
     res = lg.finish_storm()
@@ -149,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open-timeout", type=float, default=180.0)
     parser.add_argument("--concurrency", type=int, default=256, help="handshakes in progress per worker")
     parser.add_argument("--storm-timeout", type=float, default=180.0)
-    parser.add_argument("--retry-delay", type=float, default=0.25)
+    parser.add_argument("--retry-delay", type=float, default=0.25, help="first reconnect back-off (s)")
+    parser.add_argument("--retry-cap", type=float, default=5.0, help="largest reconnect back-off (s)")
+    parser.add_argument(
+        "--stop", choices=("term", "kill"), default="term", help="stop the server gracefully or crash it"
+    )
     parser.add_argument("--png", default="benchmarks/e2e_scale.png")
     parser.add_argument("--json")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")

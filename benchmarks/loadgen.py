@@ -215,6 +215,7 @@ class _Conn:
     __slots__ = (
         "attempts",
         "boots",
+        "fails",
         "fd",
         "identity",
         "idx",
@@ -240,6 +241,7 @@ class _Conn:
         self.seq = 0
         self.attempts = 0
         self.boots = 0
+        self.fails = 0  # consecutive failed attempts (exponential back-off)
         self.started = 0.0  # when the current connection attempt began
         self.owed = False  # paced mode: a send fell due while a call was in flight
 
@@ -267,6 +269,7 @@ class _Worker:
         self.pending_connect: list[_Conn] = []
         self.max_concurrent = 256
         self.retry_delay = 0.25
+        self.retry_cap = 2.0
         self.retry = False  # reconnect a lost connection (reconnect storm)
         self.boot_kind = "boot"
         # run statistics
@@ -308,6 +311,13 @@ class _Worker:
         self.connecting += 1
         self.ep.register(c.fd, _EPOLLOUT)
 
+    def _retry_at(self, c: _Conn, now: float) -> float:
+        """Exponential back-off with full jitter (as a fleet's stations do, issue 5): a uniform delay in
+        ``[0, min(retry_cap, retry_delay * 2**fails))``.  Without it, stations refused while the server is
+        down would hammer the machine with connection attempts and slow the very server they wait for."""
+        c.fails += 1
+        return now + random.uniform(0.0, min(self.retry_cap, self.retry_delay * 2 ** min(c.fails - 1, 16)))
+
     def _connect_failed(self, c: _Conn, now: float, err: int) -> None:
         task = self.task
         if task is not None:
@@ -316,7 +326,7 @@ class _Worker:
             task["errnos"][str(err)] = task["errnos"].get(str(err), 0) + 1
         if self.retry or (task is not None and task["retry"]):
             c.state = IDLE
-            self._schedule(now + random.uniform(0.5, 1.5) * self.retry_delay, c, 1)
+            self._schedule(self._retry_at(c, now), c, 1)
         else:
             c.state = FAILED
 
@@ -338,7 +348,7 @@ class _Worker:
         c.owed = False
         if retry:
             c.state = IDLE
-            self._schedule(now + random.uniform(0.5, 1.5) * self.retry_delay, c, 1)
+            self._schedule(self._retry_at(c, now), c, 1)
         else:
             c.state = CLOSED
             if was_open:
@@ -489,6 +499,7 @@ class _Worker:
                 return
             c.state = READY
             c.boots += 1
+            c.fails = 0
             task = self.task
             if task is not None and task["name"] in ("open", "storm"):
                 task["booted"] += 1
@@ -613,6 +624,7 @@ class _Worker:
             # Arm: every connection that is lost from now on reconnects and boots again.
             self.retry = True
             self.retry_delay = args["retry_delay"]
+            self.retry_cap = args["retry_cap"]
             self.max_concurrent = args["concurrency"]
             self.task = {
                 "name": "storm",
@@ -909,12 +921,20 @@ class LoadGen:
             **summarize(lat),
         }
 
-    def start_storm(self, *, timeout: float, retry_delay: float = 0.25, concurrency: int = 100_000) -> None:
-        """Arm the reconnect storm: every connection lost from now on reconnects (after ``retry_delay``
-        with jitter, again and again until ``timeout``) and boots again.  Collect with
-        :meth:`finish_storm`."""
+    def start_storm(
+        self, *, timeout: float, retry_delay: float = 0.25, retry_cap: float = 2.0, concurrency: int = 100_000
+    ) -> None:
+        """Arm the reconnect storm: every connection lost from now on reconnects (exponential back-off with
+        full jitter from ``retry_delay`` up to ``retry_cap`` seconds, again and again until ``timeout``) and
+        boots again.  Collect with :meth:`finish_storm`."""
+        args = {
+            "timeout": timeout,
+            "retry_delay": retry_delay,
+            "retry_cap": retry_cap,
+            "concurrency": concurrency,
+        }
         for p in self.pipes:
-            p.send(("storm", {"timeout": timeout, "retry_delay": retry_delay, "concurrency": concurrency}))
+            p.send(("storm", args))
         self._storm_end = time.monotonic() + timeout
 
     def finish_storm(self) -> dict[str, Any]:
