@@ -368,7 +368,9 @@ async def serve_central_system(
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     server.listeners = listeners
     async with trio.open_nursery() as nursery:
-        await nursery.start(server.timers.run)
+        # The timer service lives where the connections live: with an outside handler_nursery the
+        # connections outlive this function, and so must their call deadlines and keepalive.
+        await (handler_nursery or nursery).start(server.timers.run)
         await nursery.start(
             lambda task_status: trio.serve_listeners(
                 server.handle_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
