@@ -205,7 +205,8 @@ class Link:
         if not self.open:
             self._lost(direction, text)
             return
-        self.sim.trace.append((self.sim.loop.now, direction, self.station.identity, text))
+        if self.sim.record:
+            self.sim.trace.append((self.sim.loop.now, direction, self.station.identity, text))
         if direction == "up":
             self.sim.central.receive(self, text)
         else:
@@ -450,7 +451,8 @@ class SimStation:
         now = self.sim.loop.now
         if out.change:
             self.store.apply(self.identity, out.change, now)
-            self.appended.extend(out.change.outbox)
+            if self.sim.record:
+                self.appended.extend(out.change.outbox)
         conn = self.conn
         if response_to is not None and conn is not None:
             if out.error is not None:
@@ -696,7 +698,7 @@ class Simulation:
 
     def __init__(self, *, seed: int, start: float | datetime, profile: LinkProfile | None = None,
                  faults: FaultPlan | None = None, store: StationStore | None = None,
-                 heartbeat_interval: int = 600, backoff: Backoff | None = None) -> None:
+                 heartbeat_interval: int = 600, backoff: Backoff | None = None, record: bool = True) -> None:
         t0 = start.timestamp() if isinstance(start, datetime) else float(start)
         self.seed = seed
         self.rng = random.Random(f"network/{seed}")
@@ -708,6 +710,10 @@ class Simulation:
         self.central = CentralModel(self, heartbeat_interval=heartbeat_interval)
         self.stations: dict[str, SimStation] = {}
         self.files: dict[str, bytes] = {}
+        #: Record every delivered message (``trace``) and every durable notification a station appended
+        #: (``SimStation.appended``): what tests compare.  Memory grows with the run; turn it off for long,
+        #: large simulations (the Central System model's ``received`` list is its store and always kept).
+        self.record = record
         self.trace: list[tuple[float, str, str, str]] = []
         self.lost_results = 0
         self.disconnects = 0
