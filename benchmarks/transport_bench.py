@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/transport_bench.py run [--connections 100] [--seconds 5] [--idle 2000] [--reps 3]
     python benchmarks/transport_bench.py run --quick          # tiny, for CI smoke runs
+    python benchmarks/transport_bench.py handshakes [--count 3000] [--concurrency 50]  # upgrades/s
     python benchmarks/transport_bench.py server --impl wsproto  # one server, prints READY <port>
 """
 
@@ -33,11 +34,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import trio
 
-IMPLS = ("wsproto", "triows", "websockets", "os3p")
+IMPLS = ("wsproto", "triows", "websockets", "os3p", "os3p-auth")
+#: Server secret and AuthorizationKey of every station in the ``os3p-auth`` server (benchmark only).
+AUTH_SECRET = b"benchmark-secret-0123456789abcdef"
+AUTH_KEY = "0123456789abcdef0123456789abcdef01234567"
 SUBPROTOCOL = "OS3P1.0"
 REQUEST_TEXT = b'[2,"19223201","Heartbeat",{}]'
 RESPONSE_TEXT = '[3,"19223201",{"currentTime":"2026-11-26T08:00:00.000Z"}]'
@@ -121,7 +126,11 @@ async def _serve_websockets(nursery: trio.Nursery) -> int:
     return int(listeners[0].socket.getsockname()[1])
 
 
-async def _serve_os3p(nursery: trio.Nursery) -> int:
+async def _serve_os3p_auth(nursery: trio.Nursery) -> int:
+    return await _serve_os3p(nursery, auth=True)
+
+
+async def _serve_os3p(nursery: trio.Nursery, *, auth: bool = False) -> int:
     # The whole os3p stack on the default transport: handshake rules, the sans-IO Connection with
     # validation both ways and boot gating (acceptance remembered: open registry with
     # previously_accepted), a typed Heartbeat handler.  Not a transport figure: the reference for
@@ -130,11 +139,20 @@ async def _serve_os3p(nursery: trio.Nursery) -> int:
 
     from os3p_core import Action
     from os3p_core.payloads import HeartbeatRequest, HeartbeatResponse
-    from os3p_trio import Router, Session, StationRecord, serve_central_system
+    from os3p_trio import (
+        Router,
+        ServerConfig,
+        Session,
+        StationRecord,
+        hash_authorization_key,
+        serve_central_system,
+    )
 
     class Registry:
         async def lookup(self, identity: str) -> StationRecord:
-            return StationRecord(identity, previously_accepted=True)
+            # With auth, the stored hash is computed here (a store would read it): one HMAC more.
+            key_hash = hash_authorization_key(AUTH_SECRET, identity, AUTH_KEY) if auth else None
+            return StationRecord(identity, key_hash=key_hash, previously_accepted=True)
 
         async def remember_boot(self, identity: str, accepted: bool) -> None:
             pass
@@ -148,7 +166,12 @@ async def _serve_os3p(nursery: trio.Nursery) -> int:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1", backlog=4096)
     await nursery.start(
         lambda task_status: serve_central_system(
-            router, 0, registry=Registry(), listeners=listeners, task_status=task_status
+            router,
+            0,
+            registry=Registry(),
+            config=ServerConfig(auth_secret=AUTH_SECRET if auth else None),
+            listeners=listeners,
+            task_status=task_status,
         )
     )
     return int(listeners[0].socket.getsockname()[1])
@@ -160,6 +183,7 @@ async def server_main(impl: str) -> None:
         "triows": _serve_triows,
         "websockets": _serve_websockets,
         "os3p": _serve_os3p,
+        "os3p-auth": _serve_os3p_auth,
     }
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_signal_reporter)
@@ -186,10 +210,11 @@ REQUEST_FRAME = _masked_text_frame(REQUEST_TEXT)
 
 def _upgrade_request(port: int, n: int) -> bytes:
     key = base64.b64encode(n.to_bytes(16, "big")).decode()
+    auth = base64.b64encode(f"BENCH{n}:{AUTH_KEY}".encode()).decode()
     return (
         f"GET /OS3P/BENCH{n} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n"
+        f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\nAuthorization: Basic {auth}\r\n\r\n"
     ).encode()
 
 
@@ -336,6 +361,46 @@ async def run_main(args: argparse.Namespace) -> None:
         print(f"| {impl} | " + " | ".join(f"{med[k]:.1f}" for k in keys) + " |")
 
 
+async def _handshake_worker(port: int, counter: Iterator[int], finished: list[int]) -> None:
+    for n in counter:
+        stream = await _open(port, n)
+        await stream.aclose()
+        finished.append(n)
+
+
+async def handshakes_main(args: argparse.Namespace) -> None:
+    """Upgrades per second: each of ``concurrency`` workers opens a connection, waits for the 101,
+    closes, and again; the server's CPU per handshake includes the close (a reconnect storm)."""
+    for impl in args.impl or ["wsproto", "os3p", "os3p-auth"]:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "server", "--impl", impl], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline().split()[1])
+            counter = iter(range(args.count))
+            finished: list[int] = []
+
+            cpu0 = _cpu(proc.pid)
+            t0 = time.perf_counter()
+            with trio.fail_after(300):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(args.concurrency):
+                        nursery.start_soon(_handshake_worker, port, counter, finished)
+            elapsed = time.perf_counter() - t0
+            done = len(finished)
+            await trio.sleep(0.5)  # let the server finish closing
+            cpu = _cpu(proc.pid) - cpu0
+            print(
+                f"{impl:10s} handshakes={done} per_s={done / elapsed:.0f} "
+                f"server_cpu_us_per_handshake={cpu / done * 1e6:.0f}",
+                flush=True,
+            )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -350,9 +415,15 @@ def main() -> None:
     run.add_argument("--idle", type=int, default=2000)
     run.add_argument("--reps", type=int, default=3)
     run.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    hs = sub.add_parser("handshakes", help="upgrade rate (reconnect storm)")
+    hs.add_argument("--impl", choices=IMPLS, action="append")
+    hs.add_argument("--count", type=int, default=3000)
+    hs.add_argument("--concurrency", type=int, default=50)
     args = parser.parse_args()
     if args.cmd == "server":
         trio.run(server_main, args.impl)
+    elif args.cmd == "handshakes":
+        trio.run(handshakes_main, args)
     else:
         if args.quick:
             args.connections, args.seconds, args.idle, args.reps = 4, 0.5, 20, 1
