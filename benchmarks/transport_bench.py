@@ -12,7 +12,7 @@ Every server answers each text message with one fixed CALLRESULT text (no JSON w
 measures the transport only).  The load generator speaks raw pre-encoded frames over plain trio
 sockets, so it costs the same whatever server it drives; each connection keeps one call in
 flight (OCPP-J's default, PROTOCOL-DECISIONS §4).  Reported: messages/s, latency p50/p99, server
-CPU µs per message (user+sys of the server process), and for idle connections the RSS and the
+CPU µs per message (user+sys of the server process, from /proc), and for idle connections the RSS and the
 number of GC-tracked Python objects per connection (what a full collection walks).
 
 Usage::
@@ -51,11 +51,18 @@ RESPONSE_TEXT = '[3,"19223201",{"currentTime":"2026-11-26T08:00:00.000Z"}]'
 # --- servers -------------------------------------------------------------------------------
 
 
-def _report_line(kind: str) -> None:
-    import psutil
+def _rss_bytes() -> int:
+    # Linux /proc (no psutil needed: the CI smoke test runs with the test extras only).
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
+
+def _report_line(kind: str) -> None:
     gc.collect()
-    rss = psutil.Process().memory_info().rss
+    rss = _rss_bytes()
     print(f"{kind} objects={len(gc.get_objects())} rss={rss}", flush=True)
 
 
@@ -273,10 +280,11 @@ async def _drive(
 
 
 def _cpu(pid: int) -> float:
-    import psutil
-
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
+    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # Fields 14 and 15 of proc(5) (utime, stime); [0] here is field 3 (state).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stats(proc: subprocess.Popen[str]) -> tuple[int, int]:
