@@ -60,3 +60,27 @@ async def test_many_owners_one_task() -> None:
                 await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
     assert sorted(int(n) for n, _ in log) == list(range(1000))
+
+
+def test_reconnect_backoff_is_full_jitter_bounded_and_spreads_a_fleet() -> None:
+    import random
+    import statistics
+
+    from os3p_trio import ClientConfig
+
+    config = ClientConfig()
+    rng = random.Random(5)
+    # Attempt n waits uniform(0, min(reconnect_max, reconnect_base * 2**n)).
+    for attempt, window in ((0, 60.0), (1, 120.0), (3, 480.0), (4, 900.0), (40, 900.0), (10_000, 900.0)):
+        delays = [config.backoff(attempt, rng) for _ in range(2000)]
+        assert min(delays) >= 0.0
+        assert max(delays) <= window
+        assert max(delays) > 0.9 * window  # the whole window is used ...
+        assert abs(statistics.mean(delays) - window / 2) < 0.05 * window  # ... uniformly
+    # 100,000 stations that lost a restarted Central System at once: the first attempts spread
+    # over a minute, no second sees more than ~2% of the fleet.
+    first = [config.backoff(0, rng) for _ in range(100_000)]
+    per_second = [0] * 60
+    for d in first:
+        per_second[min(int(d), 59)] += 1
+    assert max(per_second) < 2_000
