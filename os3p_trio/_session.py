@@ -230,7 +230,12 @@ class Session:
         when the core refuses to send (invalid payload, boot gating, queue full): nothing was sent.
         """
         result = await self._call(Call.of(request, timeout))
-        return result.response()
+        try:
+            return result.response()
+        except Exception as exc:
+            # The payload passed the response schema but not the typed model (a converter rule
+            # stricter than the schema): still the peer's answer that we cannot use.
+            raise InvalidResult(f"{result.action.value}: response cannot be typed: {exc}") from exc
 
     async def call_payload(
         self, action: Action | str, payload: dict[str, Any], *, timeout: float | None = None
