@@ -16,7 +16,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 from test_sim_http import FileServer
 
-from os3p_core import ErrorCode, ProtocolError, structure_request, unstructure
+from os3p_core import ErrorCode, ProfileStore, ProtocolError, SiteLocation, structure_request, unstructure
 from os3p_sim import (
     Backoff,
     FleetStats,
@@ -154,6 +154,8 @@ async def test_one_station_end_to_end(central: tuple[Central, CentralSystemServe
             assert app.of("SIM-ONE", "BootNotification")[1]["firmwareVersion"] == "3.0.0"
             # The unclean-shutdown report never appeared: both reboots were clean.
             assert app.of("SIM-ONE", "StatusNotification") == []
+            while store.outbox_pending("SIM-ONE"):
+                await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
     assert store.outbox_pending("SIM-ONE") == []
 
@@ -192,7 +194,7 @@ def test_cli_fleet_writes_statistics(tmp_path: Path) -> None:
         async with open_central_system(app.router, 0, host="127.0.0.1") as server:
             url = f"ws://127.0.0.1:{server.port}/OS3P"
             await trio.to_thread.run_sync(main, ["fleet", "--url", url, "--count", "5", "--ramp", "50",
-                                                 "--duration", "3", "--json", str(out),
+                                                 "--duration", "4", "--json", str(out),
                                                  "--state", str(tmp_path / "cli.db")])
             assert len({i for (i, a) in app.counts if a == "BootNotification"}) == 5
 
@@ -208,8 +210,8 @@ async def test_time_scale_runs_the_schedule_faster(central: tuple[Central, Centr
     app, server = central
     url = f"ws://127.0.0.1:{server.port}/OS3P"
     store = SQLiteStore(str(tmp_path / "scaled.db"))
-    # 2025-12-21 15:00 UTC, an hour and a half before sunset in Amsterdam; the lights go on at sunset.
-    start = dt.datetime(2025, 12, 21, 15, 0, tzinfo=dt.UTC).timestamp()
+    # 2025-12-21 12:00 UTC, three and a half hours before sunset in Amsterdam; the lights go on at sunset.
+    start = dt.datetime(2025, 12, 21, 12, 0, tzinfo=dt.UTC).timestamp()
     profile = {"contactorId": 2, "streetlightProfiles": [{
         "profileId": 1, "stackLevel": 0, "recurrencyKind": "Daily", "validFrom": "2025-01-01T00:00:00",
         "daySchedule": [{"start": {"kind": "Sunset", "offset": 0},
@@ -226,7 +228,11 @@ async def test_time_scale_runs_the_schedule_faster(central: tuple[Central, Centr
             nursery.cancel_scope.cancel()
     (switch,) = app.of("SIM-FAST", "StreetlightStatusNotification")[:1]
     assert (switch["contactorId"], switch["status"]) == (2, "On")
-    assert switch["timestamp"].startswith("2025-12-21T15:2")  # sunset 16:28 local = 15:28 UTC
+    expected = ProfileStore()
+    expected.set_streetlight_profile(profile)
+    day = expected.effective_day_schedule(2, dt.date(2025, 12, 21), SiteLocation(52.37, 4.90))
+    sunset = dt.datetime.fromtimestamp(day.intervals[0][0] / 1000, dt.UTC)
+    assert switch["timestamp"] == sunset.strftime("%Y-%m-%dT%H:%M:%SZ")  # 15:28 UTC
 
 
 async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
@@ -257,6 +263,8 @@ async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
             await _call(server, "SIM-RETRY", "OverrideStreetlight", {"contactorId": 3, "action": "On"})
             await _call(server, "SIM-RETRY", "ResumeStreetlight", {"contactorId": 3})
             await app.wait_for(lambda: len(app.of("SIM-RETRY", "StreetlightStatusNotification")) == 2)
+            while store.outbox_pending("SIM-RETRY"):  # the last CALLRESULT is on its way back
+                await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
     got = [(p["contactorId"], p["status"]) for p in app.of("SIM-RETRY", "StreetlightStatusNotification")]
     assert got == [(3, "On"), (3, "Off")]
