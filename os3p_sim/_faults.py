@@ -48,6 +48,8 @@ INDICATOR_FAULT_RESOLVED = "Indicator fault (MV) resolved"
 
 
 class Alarm(enum.StrEnum):
+    """Why an indicator is in alarm: not at all, a test (TestMVFaultIndicator), or a real fault."""
+
     NONE = "None"
     TEST = "Test"
     REAL = "Real"
@@ -76,6 +78,8 @@ class FaultConfig:
 
 @attrs.frozen
 class Indicator:
+    """One installed MV fault indicator and its latched alarm."""
+
     kind: IndicatorKind
     alarm: Alarm = Alarm.NONE
     #: Real faults only: when the cause disappears (the alarm stays latched until a reset).

@@ -24,6 +24,8 @@ RETRY_LATER_CODES = frozenset({ErrorCode.SECURITY_ERROR, ErrorCode.INTERNAL_ERRO
 
 
 class Disposition(enum.Enum):
+    """What happens to an outbox entry after an attempt (PROTOCOL-DECISIONS §7)."""
+
     DELIVERED = "delivered"
     RETRY = "retry"
     DEAD_LETTER = "dead-letter"

@@ -73,6 +73,8 @@ class TransferConfig:
 
 
 class FirmwarePhase(enum.StrEnum):
+    """Where the firmware-update machine stands (see the diagram above)."""
+
     IDLE = "Idle"
     WAITING = "Waiting"
     DOWNLOADING = "Downloading"

@@ -341,3 +341,16 @@ def test_get_file_machine() -> None:
     assert notes == [{"status": "UploadFailed"}]
     for n in notes:
         validate_request("GetFileStatusNotification", n)
+
+
+def test_public_surface_is_exported_and_documented() -> None:
+    import inspect
+
+    import os3p_sim
+
+    for name in os3p_sim.__all__:
+        obj = getattr(os3p_sim, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert (obj.__doc__ or "").strip(), name
+    public = {n for n in dir(os3p_sim) if not n.startswith("_") and n != "cli"}
+    assert public == set(os3p_sim.__all__)
