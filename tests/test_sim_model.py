@@ -354,3 +354,46 @@ def test_public_surface_is_exported_and_documented() -> None:
             assert (obj.__doc__ or "").strip(), name
     public = {n for n in dir(os3p_sim) if not n.startswith("_") and n != "cli"}
     assert public == set(os3p_sim.__all__)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["override", "resume", "local", "schedule"]),
+                          st.sampled_from([None, 1, 2, 3, 4]),
+                          st.sampled_from(list(OverrideAction)),
+                          st.sampled_from(list(LocalSwitch)),
+                          st.frozensets(st.sampled_from([1, 2, 3, 4]))), max_size=25))
+def test_contactor_invariants_under_any_command_sequence(
+        steps: list[tuple[str, int | None, OverrideAction, LocalSwitch, frozenset[int]]]) -> None:
+    """Whatever happens: outputs equal what the modes demand, every output change is reported exactly once
+    (in order), and remote commands are refused exactly while the local switch is active."""
+    c = Contactors()
+    scheduled: frozenset[int] = frozenset()
+    for kind, cid, action, position, sched_on in steps:
+        before = c.lights
+        if kind == "schedule":
+            scheduled = sched_on
+            c, events = c.settle(lambda i, s=scheduled: i in s, TS)
+        elif kind == "local":
+            c, events = c.set_local_switch(position, lambda i, s=scheduled: i in s, TS)
+        else:
+            local_active = c.local is not LocalSwitch.AUTO
+            if kind == "override":
+                status, c, events = c.override(cid, action, lambda i, s=scheduled: i in s, TS)
+            else:
+                status, c, events = c.resume(cid, lambda i, s=scheduled: i in s, TS)
+            assert (status.value == "RejectedLocalOverride") == local_active
+        switched = [(e.payload["contactorId"], e.payload["status"] == "On") for e in events
+                    if e.action == "StreetlightStatusNotification"]
+        pairs = enumerate(zip(before, c.lights, strict=True))
+        changed = [(i + 1, now) for i, (was, now) in pairs if was != now]
+        assert switched == changed
+        for e in events:
+            validate_request(e.action, e.payload)
+        for i in (1, 2, 3, 4):
+            if c.local is not LocalSwitch.AUTO:
+                assert c.mode(i).value == "LocalOverride"
+                assert c[i].on == (c.local is LocalSwitch.ON)
+            elif c[i].remote in (OverrideAction.ON, OverrideAction.OFF):
+                assert c[i].on == (c[i].remote is OverrideAction.ON)
+            elif c[i].remote is None and kind in ("schedule", "resume"):
+                assert c[i].on == (i in scheduled)

@@ -7,6 +7,9 @@ import hashlib
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from os3p_core import ProfileStore, SiteLocation
 from os3p_sim import FaultPlan, LocalSwitch, Simulation, StationConfig
 
@@ -244,3 +247,31 @@ def test_a_notification_that_can_never_succeed_is_dead_lettered_and_does_not_blo
     got = [r.payload for r in sim.central.streetlight_events("SUB-X")]
     assert got == [p for p in truth if p != dead.payload]  # everything else, in order
     assert sim.store.outbox_pending("SUB-X") == []
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(min_value=0, max_value=10**6))
+def test_no_streetlight_event_is_lost_for_any_seed(seed: int) -> None:
+    """The outbox guarantee does not depend on a lucky seed: two faulty days, a crash, every event arrives."""
+    t0 = _start(dt.date(2018, 10, 26))  # across the autumn DST night
+    crash_at = (t0 + dt.timedelta(hours=30)).timestamp()
+    faults = FaultPlan(disconnects_per_day=12.0, partitions_per_day=12.0, mean_partition=300.0,
+                       lose_response_probability=0.2, crashes=(("SUB-H", crash_at),), restart_delay=600.0)
+    sim = Simulation(seed=seed, start=t0, faults=faults)
+    sim.central.inject_error = lambda i, a, p: "GenericError" if sim.rng.random() < 0.1 else None
+    sim.add_station("SUB-H", StationConfig(meter_interval=3600.0, local_overrides_per_day=4.0))
+    sim.at(t0 + dt.timedelta(minutes=3),
+           lambda: sim.central.call("SUB-H", "SetStreetlightProfile", SPEC_PROFILE))
+    sim.run_until(t0 + dt.timedelta(days=2))
+    sim.faults = FaultPlan()
+    sim.central.inject_error = lambda i, a, p: None
+    sim.run_for(3600)
+    station = sim.stations["SUB-H"]
+    truth = [(a, p) for a, p in station.appended if a.startswith("Streetlight")]
+    received = [(r.action, r.payload) for r in sim.central.streetlight_events("SUB-H")]
+    collapsed = [x for i, x in enumerate(received) if i == 0 or received[i - 1] != x]
+    assert collapsed == truth
+    assert len(received) - len(collapsed) <= sim.lost_results
+    assert sim.store.outbox_pending("SUB-H") == []
+    assert station.crashes == 1
+    assert len(truth) >= 8  # two nights of two periods, plus the manual switch's events
