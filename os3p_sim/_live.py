@@ -186,14 +186,18 @@ class LiveStation:
         """Power on, run, reboot when asked; forever."""
         started = False
         while True:
-            async with trio.open_nursery() as nursery:
-                self._power_on(nursery)
-                if not started:
-                    task_status.started(self)
-                    started = True
-                await self._reboot.wait()
-                nursery.cancel_scope.cancel()
-            self._power_off()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._power_on(nursery)
+                    if not started:
+                        task_status.started(self)
+                        started = True
+                    await self._reboot.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                # A reboot, or the end of the run (cancelled): either way a clean shutdown, so the next start
+                # is not reported as an unexpected reboot.
+                self._power_off()
             await trio.sleep(self.reboot_pause)
 
     # -- power -------------------------------------------------------------------------------------------
@@ -436,15 +440,18 @@ async def run_fleet(url: str, count: int, *, prefix: str = "SIM", ramp: float = 
                     progress.flush()
                 last_calls, last_t = stats.calls, now
 
-        nursery.start_soon(start_all)
-        nursery.start_soon(report)
-        if duration is not None:
-            await trio.sleep(duration)
-            nursery.cancel_scope.cancel()
-    if progress is not None:
-        progress.write("\n" + json.dumps(stats.summary(), indent=2) + "\n")
-        progress.flush()
-    if json_path is not None:
-        with open(json_path, "w") as fh:
-            json.dump(stats.summary(), fh, indent=2)
+        try:
+            nursery.start_soon(start_all)
+            nursery.start_soon(report)
+            if duration is not None:
+                await trio.sleep(duration)
+                nursery.cancel_scope.cancel()
+        finally:
+            # Also when the run is cancelled (Ctrl-C): the summary is what the user ran it for.
+            if progress is not None:
+                progress.write("\n" + json.dumps(stats.summary(), indent=2) + "\n")
+                progress.flush()
+            if json_path is not None:
+                with open(json_path, "w") as fh:
+                    json.dump(stats.summary(), fh, indent=2)
     return stats

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import ssl
 import sys
+import threading
 from collections.abc import Sequence
 
 import trio
@@ -93,22 +95,44 @@ async def _run_fleet(args: argparse.Namespace) -> FleetStats:
         store.close()
 
 
+async def _main(args: argparse.Namespace) -> tuple[int | None, FleetStats | None]:
+    """Run the command until it ends or SIGINT / SIGTERM arrives; then stop cleanly (stations shut down,
+    connections close with 1001, the fleet summary is written)."""
+    stopped: list[int] = []
+    result: list[FleetStats] = []
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            if threading.current_thread() is not threading.main_thread():
+                return  # embedded (tests): signals can only be received in the main thread
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    stopped.append(signum)
+                    nursery.cancel_scope.cancel()
+                    return
+
+        async def command() -> None:
+            if args.command == "run":
+                await _run_one(args)
+            else:
+                result.append(await _run_fleet(args))
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_signals)
+        nursery.start_soon(command)
+    return (stopped[0] if stopped else None), (result[0] if result else None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``os3p-sim``."""
+    """Entry point of ``os3p-sim``.  Exit status 0, or 128 + the signal number after SIGINT / SIGTERM."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        if args.command == "run":
-            trio.run(_run_one, args)
-        else:
-            stats = trio.run(_run_fleet, args)
-            if args.json is None:
-                json.dump(stats.summary(), sys.stdout)
-                sys.stdout.write("\n")
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    signum, stats = trio.run(_main, args)
+    if stats is not None and args.json is None:
+        json.dump(stats.summary(), sys.stdout)
+        sys.stdout.write("\n")
+    return 0 if signum is None else 128 + signum
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,9 @@ import collections
 import datetime as dt
 import functools
 import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -275,3 +278,27 @@ async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
         ("StreetlightModeStatusNotification", "Schedule", "FormationViolation")]
     assert store.outbox_pending("SIM-RETRY") == []
     assert station.stats.dead_letters == 2
+
+
+async def test_cli_run_one_station_until_interrupted(central: tuple[Central, CentralSystemServer],
+                                                     tmp_path: Path) -> None:
+    """``os3p-sim run`` in a subprocess: boots, heartbeats, stops on SIGINT; its state file survives."""
+    app, server = central
+    state = tmp_path / "one.db"
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-c", "import sys; from os3p_sim.cli import main; sys.exit(main())", "run",
+         "--url", url, "--identity", "CLI 1", "--state", str(state), "--firmware-version", "7.7"], env=env)
+    try:
+        with trio.fail_after(30):
+            await app.wait_for(lambda: app.counts[("CLI 1", "Heartbeat")] >= 1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(20):
+            code = await proc.wait()
+    assert code == 130
+    assert app.of("CLI 1", "BootNotification")[0]["firmwareVersion"] == "7.7"
+    stored = SQLiteStore(str(state)).load("CLI 1")
+    assert stored["boot_accepted"]["firmwareVersion"] == "7.7"
+    assert stored["running"] is False  # a clean shutdown: the next start is not an unexpected reboot
