@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Awaitable, Callable, Sequence
 
 import trio
@@ -61,6 +62,9 @@ DEFAULT_RECEIVE_CHUNK = 65536
 
 #: An upgrade request (headers included) larger than this is refused (431); h11's own default.
 MAX_REQUEST_HEAD = 16 * 1024
+
+#: ``os.read`` works on socket descriptors on POSIX systems (not on Windows).
+_POSIX = os.name == "posix"
 
 #: Headers of unmasked FIN text frames with a 7-bit length (RFC 6455 §5.2), built once.
 _TEXT_HEADERS = [bytes([0x81, n]) for n in range(126)]
@@ -121,7 +125,7 @@ class WebSocket:
         self._recv: Callable[[int], Awaitable[bytes | bytearray]] = stream.receive_some
         if type(stream) is trio.SocketStream:
             self._sock = stream.socket
-            self._recv = stream.socket.recv
+            self._recv = self._recv_posix if _POSIX else stream.socket.recv
         # The write lock: a flag, and a parking lot only once two writers ever meet (a
         # StrictFIFOLock would be three objects per idle connection).  Fairness does not matter
         # for order: whoever holds the lock sends everything queued at that moment.
@@ -140,6 +144,22 @@ class WebSocket:
         self.subprotocol = subprotocol
         #: ``trio.current_time()`` of the last bytes received: any traffic proves the peer alive.
         self.last_receive = trio.current_time()
+
+    async def _recv_posix(self, max_bytes: int) -> bytes:
+        # trio's socket.recv first tries a non-blocking recv, which on a request/response
+        # connection almost always fails (the peer has not answered yet): a wasted syscall and a
+        # BlockingIOError per read.  Wait for readability first, then read once.  Closing the
+        # socket from another task (abort) wakes wait_readable with ClosedResourceError.
+        assert self._sock is not None
+        fd = self._sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("socket was already closed")
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, max_bytes)
+            except BlockingIOError:
+                continue  # spurious wake-up
 
     @property
     def stream(self) -> trio.abc.Stream:
@@ -299,6 +319,21 @@ class WebSocket:
         if sock is None:
             await self._stream.send_all(data)
             return
+        if _POSIX:
+            # Write at once and wait only when the socket buffer is full.  trio's socket.send adds
+            # a schedule point to every send (a task switch per reply); the reader loop yields in
+            # every read anyway, so no task can starve another through this path.
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("socket was already closed")
+            view = memoryview(data)
+            total = 0
+            while total < len(view):
+                try:
+                    total += os.write(fd, view[total:])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(fd)
+            return
         view = memoryview(data)
         total = 0
         while total < len(view):
@@ -391,7 +426,7 @@ class WebSocket:
                 await self._local_close(code, reason)
                 # RFC 6455 §7.1.1: the server should close TCP only after the close handshake;
                 # wait for the peer's close frame (or EOF), bounded by the scope.
-                while self._ws.state is ConnectionState.LOCAL_CLOSING:
+                while self._ws.state is ConnectionState.LOCAL_CLOSING and timeout > 0:
                     data = await self._recv(self._chunk)
                     if not data:
                         break
