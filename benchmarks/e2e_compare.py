@@ -189,6 +189,8 @@ def goals(results: dict[str, dict[str, list[dict[str, Any]]]], impls: list[str])
         return []
 
     def ratios(scen: str, key: str, other: str) -> list[float]:
+        if scen not in results:
+            return []
         a = [r[key] for r in results[scen]["os3p"]]
         b = [r[key] for r in results[scen][other]]
         return [x / y for x, y in zip(a, b, strict=False) if y]
@@ -224,7 +226,7 @@ def goals(results: dict[str, dict[str, list[dict[str, Any]]]], impls: list[str])
         out.append(
             f"{'MET   ' if ok else 'MISSED'} {label}: {med:.2f}× (reps {min(vals):.2f}–{max(vals):.2f})"
         )
-    kib = [r["kib_per_conn"] for r in results["idle2000"]["os3p"]]
+    kib = [r["kib_per_conn"] for r in results["idle2000"]["os3p"]] if "idle2000" in results else []
     if kib:
         med = statistics.median(kib)
         out.append(
