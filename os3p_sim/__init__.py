@@ -15,6 +15,7 @@ from ._contactors import (
     OverrideStatus,
     StreetlightEvent,
 )
+from ._demo import DemoSummary, run_demo
 from ._faults import Alarm, FaultConfig, FaultIndicators, Indicator, IndicatorKind, MVStatus
 from ._http import TransferError, download, perform_transfer, upload
 from ._live import CENTRAL_SYSTEM_ACTIONS, FleetStats, LiveStation, ScaledClock, run_fleet
@@ -74,6 +75,7 @@ __all__ = [
     "Change",
     "ContactorState",
     "Contactors",
+    "DemoSummary",
     "Disposition",
     "Download",
     "FaultConfig",
@@ -124,6 +126,7 @@ __all__ = [
     "meter_history_csv",
     "parse_firmware_image",
     "perform_transfer",
+    "run_demo",
     "run_fleet",
     "sample_meters",
     "upload",

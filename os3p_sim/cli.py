@@ -5,6 +5,7 @@
     os3p-sim run   --url ws://HOST:PORT/OS3P --identity ID [--password PW] [--state PATH] [--time-scale N]
     os3p-sim fleet --url ws://HOST:PORT/OS3P --count N [--prefix ID] [--ramp PER_SECOND] [--duration S]
                    [--state PATH] [--json FILE] [--password PW] [--time-scale N]
+    os3p-sim demo  [--stations N] [--duration S] [--time-scale N] [--db PATH] [--json FILE]
 
 ``--state`` is the SQLite database holding every station's durable state (one file for a whole fleet); without
 it the state lives in memory and is gone at exit.  ``--time-scale`` runs the stations' clocks faster than real
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     fleet.add_argument("--ramp", type=float, default=50.0, help="stations started per second")
     fleet.add_argument("--duration", type=float, help="seconds to run (default: until interrupted)")
     fleet.add_argument("--json", help="write the final statistics to this file")
+
+    # Listed for --help only: main() hands ``demo`` and its arguments to the demo's own parser.
+    sub.add_parser("demo", help="Central System + N simulated stations on one machine (see os3p-sim demo -h)")
     return parser
 
 
@@ -125,7 +129,12 @@ async def _main(args: argparse.Namespace) -> tuple[int | None, FleetStats | None
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``os3p-sim``.  Exit status 0, or 128 + the signal number after SIGINT / SIGTERM."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["demo"]:
+        from ._demo import main as demo_main  # imports the Central System service only when needed
+
+        return demo_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signum, stats = trio.run(_main, args)

@@ -1,6 +1,6 @@
 """The one-command demo: the Central System and a fleet of simulated substations on one machine.
 
-``os3p-sim demo [--stations N]`` (or ``python -m os3p_trio.central.demo``) starts the Central System on a
+``os3p-sim demo [--stations N]`` (or ``python -m os3p_sim._demo``) starts the Central System on a
 temporary SQLite database and N simulated substations (``os3p_sim.LiveStation``, default 50) over loopback,
 then, through the operator API only, as an operator would:
 
@@ -16,7 +16,8 @@ A status line per second shows stations booted, lights on, switches, meter value
 At the end a summary is printed (and returned / written as JSON), and the database stays for
 ``os3p-central stations list --db PATH`` to read.
 
-This module uses ``os3p_sim`` (the reference Substation); nothing else in ``os3p_trio`` imports it.
+The demo lives in ``os3p_sim`` because it needs both sides: ``os3p_sim`` builds on ``os3p_trio`` (and its
+Central System service), never the other way round.
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ import httpx
 import trio
 
 from os3p_core import sun_times
-from os3p_sim import FleetStats, LiveStation, ScaledClock, SQLiteStore, StationConfig, TransferConfig
 from os3p_trio import ClientConfig, ServerConfig
+from os3p_trio.central import CentralConfig, FileArea, StoreConfig, open_central_service, open_sqlite_store
 
-from ._api import FileArea
-from ._server import open_central_service
-from ._service import CentralConfig, format_time
-from ._sqlite import StoreConfig, open_sqlite_store
+from ._live import FleetStats, LiveStation, ScaledClock
+from ._meters import iso_utc as format_time
+from ._station import StationConfig
+from ._store import SQLiteStore
+from ._transfers import TransferConfig
 
 __all__ = ["DemoSummary", "main", "run_demo"]
 
@@ -320,4 +322,4 @@ def main(argv: list[str] | None = None, *, prog: str = "os3p-sim demo") -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(prog="python -m os3p_trio.central.demo"))
+    sys.exit(main(prog="python -m os3p_sim._demo"))

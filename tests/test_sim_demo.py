@@ -10,9 +10,9 @@ from pathlib import Path
 
 import trio
 
+from os3p_sim import run_demo
+from os3p_sim.cli import main as sim_main
 from os3p_trio.central.cli import main as central_main
-from os3p_trio.central.demo import main as demo_main
-from os3p_trio.central.demo import run_demo
 
 
 async def test_demo_headless_small_fleet(tmp_path: Path) -> None:
@@ -48,5 +48,5 @@ async def test_demo_headless_small_fleet(tmp_path: Path) -> None:
 def test_demo_command_line_arguments(tmp_path: Path) -> None:
     # Argument errors are reported before anything starts.
     with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.suppress(SystemExit):
-        demo_main(["--stations", "many"])
+        sim_main(["demo", "--stations", "many"])
     assert "invalid int value" in err.getvalue()
