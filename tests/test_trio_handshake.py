@@ -435,3 +435,21 @@ async def test_client_reports_404_and_keeps_retrying() -> None:
                 assert not station.connected
                 registry.add(StationRecord("UNKNOWN"))  # registered meanwhile: the retry gets in
                 await station.wait_accepted()
+
+
+async def test_connection_limit_answers_503() -> None:
+    with trio.fail_after(10):
+        async with central(config=ServerConfig(max_connections=1, close_timeout=0.3)) as server:
+            first = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+            )
+            while "S1" not in server.sessions:
+                await trio.sleep(0.01)
+            assert status_of(await raw_request(server.port, "/OS3P/S2")) == 503
+            await first.aclose(timeout=1)
+            while server.sessions:
+                await trio.sleep(0.01)
+            assert status_of(await raw_request(server.port, "/OS3P/S2")) == 101
