@@ -416,6 +416,11 @@ class Session:
                 failed = cast(CallFailed, event)
                 if failed.reason is _FailureReason.INVALID_RESPONSE:
                     exc: Exception = InvalidResult(f"{failed.action.value}: {failed.error.description}")
+                elif failed.reason is _FailureReason.NOT_ALLOWED:
+                    # A queued call whose turn came after the boot state stopped allowing it (a
+                    # BootNotification ahead of it answered Pending/Rejected, PROTOCOL-DECISIONS §5):
+                    # the caller's fault, not the connection's -- raise the core's LocalProtocolError.
+                    exc = failed.error
                 else:
                     closed = self._final_close or self._ws.closed
                     exc = closed if closed is not None else ConnectionClosed(1006, "connection lost")

@@ -13,11 +13,14 @@ from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp, now
 
 from os3p_core import Action, BootState, ErrorCode, LocalProtocolError, ProtocolError
 from os3p_core.payloads import (
+    BootNotificationRequest,
+    BootNotificationResponse,
     ConfigurationKey,
     GenericStatus,
     GetConfigurationRequest,
     GetConfigurationResponse,
     HeartbeatRequest,
+    HeartbeatResponse,
     LightStatus,
     Measurand,
     MessageTrigger,
@@ -38,6 +41,7 @@ from os3p_trio import (
     Router,
     ServerConfig,
     Session,
+    StationRecord,
     WebSocket,
     client_handshake,
     open_central_system,
@@ -137,6 +141,63 @@ async def test_boot_pending_then_accepted_with_trigger_message_while_pending() -
                 await station.wait_accepted()
                 assert app.actions() == ["BootNotification", "Heartbeat", "BootNotification"]
                 assert station.heartbeat_interval == 60
+
+
+async def test_call_queued_behind_a_boot_answered_pending_raises_local_protocol_error() -> None:
+    # PROTOCOL-DECISIONS §5: "Until a BootNotification is Accepted it sends nothing but BootNotification".
+    # A Heartbeat queued behind a re-boot that is answered Pending is never sent; its caller gets the
+    # core's LocalProtocolError (its own fault), not a ConnectionClosed -- the connection stays up.
+    release = trio.Event()
+    central = Router()
+    received: list[str] = []
+
+    @central.on(Action.BOOT_NOTIFICATION)
+    async def boot(session: Session, request: BootNotificationRequest) -> BootNotificationResponse:
+        received.append("BootNotification")
+        await release.wait()
+        return BootNotificationResponse(status=RegistrationStatus.PENDING, current_time=now(), interval=60)
+
+    @central.on(Action.HEARTBEAT)
+    def heartbeat_handler(session: Session, request: HeartbeatRequest) -> HeartbeatResponse:
+        received.append("Heartbeat")
+        return HeartbeatResponse(current_time=now())
+
+    registry = InMemoryRegistry([StationRecord("S1", previously_accepted=True)])
+    with trio.fail_after(10):
+        async with open_central_system(
+            central, 0, host="127.0.0.1", config=FAST_SERVER, registry=registry
+        ) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            # Acceptance remembered on both sides: the station starts ACCEPTED without booting.
+            async with open_substation(
+                url, "S1", station_router(), BOOT, config=FAST_CLIENT, last_accepted_boot=BOOT
+            ) as station:
+                session = await station.wait_accepted()
+                outcomes: dict[str, object] = {}
+
+                async def reboot() -> None:
+                    outcomes["boot"] = await session.call(attrs.evolve(BOOT, firmware_version="9.9.9"))
+
+                async def heartbeat() -> None:
+                    try:
+                        await session.call(HeartbeatRequest())
+                    except Exception as exc:  # the outcome under test
+                        outcomes["heartbeat"] = exc
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(reboot)
+                    while session.connection.outstanding_calls < 1:
+                        await trio.sleep(0.005)
+                    nursery.start_soon(heartbeat)  # queues behind the BootNotification in flight
+                    while session.connection.outstanding_calls < 2:
+                        await trio.sleep(0.005)
+                    release.set()
+                assert outcomes["boot"].status is RegistrationStatus.PENDING  # type: ignore[attr-defined]
+                failure = outcomes["heartbeat"]
+                assert isinstance(failure, LocalProtocolError)
+                assert failure.code is ErrorCode.SECURITY_ERROR
+                assert received == ["BootNotification"]
+                assert station.connected
 
 
 async def test_boot_rejected_waits_interval_then_reconnects() -> None:
