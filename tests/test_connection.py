@@ -665,6 +665,50 @@ def test_statistics() -> None:
     assert p.central.statistics()["calls_received"] == 2
 
 
+def test_statistics_counts_every_outcome_and_reports_current_sizes() -> None:
+    # Every counter and gauge of statistics(), each moved at least once, compared as a whole: a
+    # counter that is not kept (or a key that is misspelt) fails here.
+    conn = central(call_timeout=10.0)
+    first = conn.send(Call("Reset", RESET_REQUEST), 0.0)  # in flight
+    conn.send(Call("Reset", RESET_REQUEST), 0.0)  # queued behind it
+    for text in ("not json", "[9]", json.dumps([3, "nobody", {}])):  # ignored: 3 reasons
+        conn.receive_message(text, 1.0)
+    conn.receive_message(call_text("c1", "Heartbeat"), 1.0)  # SecurityError: station not accepted
+    conn.receive_message('[2,"c2","Heartbeat",[]]', 1.0)  # FormationViolation
+    conn.receive_message(call_text("c3", "BootNotification", BOOT_REQUEST), 1.0)  # surfaced
+    conn.receive_message(json.dumps([4, first, "NotSupported", "no", {}]), 2.0)  # next call goes out
+    conn.handle_timeout(20.0)  # the second call times out
+    assert conn.statistics() == {
+        "received": 7,
+        "sent": 0,
+        "calls_sent": 2,
+        "calls_received": 1,
+        "results_received": 0,
+        "errors_received": 1,
+        "timeouts": 1,
+        "failures": 0,
+        "ignored": 3,
+        "ignored.not_json": 1,
+        "ignored.unknown_message_type": 1,
+        "ignored.unknown_response": 1,
+        "auto_errors": 2,
+        "auto_errors.SecurityError": 1,
+        "auto_errors.FormationViolation": 1,
+        "auto_errors_dropped": 0,
+        "in_flight": 0,
+        "queued": 0,
+        "incoming": 1,
+        "pending_events": 3,  # CallReceived, ErrorReceived, CallTimedOut
+        "pending_messages": 4,  # two CALLs, two automatic CALLERRORs
+    }
+    assert len(conn.messages_to_send()) == 4
+    conn.send(Call("Reset", RESET_REQUEST), 30.0)
+    conn.connection_lost()  # the call in flight fails
+    stats = conn.statistics()
+    assert (stats["sent"], stats["calls_sent"], stats["failures"]) == (4, 3, 1)
+    assert (stats["in_flight"], stats["incoming"], stats["pending_messages"]) == (0, 0, 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # PROTOCOL-DECISIONS §5: boot-state gating, Substation side
 
