@@ -78,6 +78,51 @@ def test_no_io_clock_entropy_or_threads(path: Path) -> None:
     assert not bad, f"{path.name} imports {bad}"
 
 
+#: Modules that reach the OS or its entropy pool.  Only the default id factory may use them
+#: (``_config.uuid4_id``: ``os.urandom``, the "only entropy" of the house style).
+ENTROPY = {"os", "uuid"}
+ENTROPY_ALLOWED = {"_config.py"}
+#: Calls that read a clock, whatever module the clock came from (``datetime.now()``, ``date.today()``,
+#: ``clock.monotonic()`` via any alias): time is an argument in os3p_core.  (``datetime.time(...)``
+#: builds a value, so it is not on the list; the ``time`` module itself is FORBIDDEN.)
+CLOCK_READS = {"now", "utcnow", "today", "monotonic", "perf_counter", "time_ns", "monotonic_ns"}
+
+
+def clock_reads(tree: ast.AST) -> list[str]:
+    return [
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_READS
+    ]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_entropy_only_in_the_id_factory_and_no_clock_reads(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    if path.name not in ENTROPY_ALLOWED or path.parent != PACKAGE:
+        entropy = sorted({n for n in imported_names(tree) if n.split(".")[0] in ENTROPY})
+        assert not entropy, f"{path.name} imports {entropy}: the id factory is the only entropy"
+    assert not clock_reads(tree), f"{path.name} reads a clock: {clock_reads(tree)}"
+
+
+def test_the_id_factory_is_the_only_use_of_entropy() -> None:
+    # _config.py may import os only for os.urandom in uuid4_id.
+    tree = ast.parse((PACKAGE / "_config.py").read_text(encoding="utf-8"))
+    uses = {
+        f"{node.value.id}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+    }
+    assert uses == {"os.urandom"}
+    assert clock_reads(ast.parse("datetime.now(UTC)\n_dt.date.today()\nx.monotonic()\n")) == [
+        "now",
+        "today",
+        "monotonic",
+    ]
+
+
 def test_the_scanner_catches_what_it_must() -> None:
     tree = ast.parse(
         "import time\nfrom logging import handlers\nimport logging.handlers as h\n"
