@@ -3,6 +3,7 @@ reconnects, keepalive, failure containment, shutdown."""
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import partial
 
@@ -545,3 +546,90 @@ async def test_heartbeats_can_be_left_to_the_application() -> None:
                 await station.wait_accepted()
                 await trio.sleep(1.3)
                 assert app.actions() == ["BootNotification"]
+
+
+async def test_raw_handlers_take_and_return_wire_dicts() -> None:
+    # Issue 2: typed structuring is a choice, not a tax.  A raw handler gets the validated payload
+    # exactly as received (camelCase, a date-time without offset left as it is) and answers a dict,
+    # which is still validated against the response schema before it is sent.
+    seen: list[tuple[str, object]] = []
+    router = Router()
+
+    @router.on_raw(Action.HEARTBEAT)
+    def heartbeat(session: Session, payload: dict[str, object]) -> dict[str, object]:
+        seen.append(("Heartbeat", payload))
+        return {"currentTime": "2026-11-26T10:00:00Z"}
+
+    async def meter_values(session: Session, payload: dict[str, object]) -> dict[str, object]:
+        seen.append(("MeterValues", payload))
+        return {}
+
+    async def refusing(session: Session, payload: dict[str, object]) -> dict[str, object]:
+        raise ProtocolError("no", ErrorCode.NOT_SUPPORTED, {"raw": True})
+
+    def invalid(session: Session, payload: dict[str, object]) -> dict[str, object]:
+        return {"currentTime": 5}  # breaks the response schema
+
+    router.add(Action.METER_VALUES, meter_values, raw=True)
+    router.add(Action.STATUS_NOTIFICATION, refusing, raw=True)
+    router.add(Action.STREETLIGHT_STATUS_NOTIFICATION, invalid, raw=True)
+    registry = InMemoryRegistry([StationRecord("S1", previously_accepted=True)])
+    meter = {
+        "meterValue": [
+            {
+                "timestamp": "2026-11-26T10:00:00",
+                "sampledValue": [{"value": "231.2", "measurand": "Voltage.L1N", "unit": "V"}],
+            }
+        ]
+    }
+    with trio.fail_after(10):
+        async with open_central_system(
+            router, 0, host="127.0.0.1", registry=registry, config=FAST_SERVER
+        ) as server:
+            ws = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+            )
+            frames = [
+                '[2,"1","Heartbeat",null]',
+                '[2,"2","MeterValues",' + json.dumps(meter) + "]",
+                '[2,"3","StatusNotification",{"status":"Ok","errorCode":"NoError"}]',
+                '[2,"4","StreetlightStatusNotification",'
+                '{"contactorId":1,"status":"On","timestamp":"2026-11-26T16:00:00Z"}]',
+            ]
+            await ws.send_messages(frames)
+            replies: dict[str, list[object]] = {}
+            while len(replies) < len(frames):
+                for text in await ws.receive_messages():
+                    frame = json.loads(text)
+                    replies[frame[1]] = frame
+            assert replies["1"] == [3, "1", {"currentTime": "2026-11-26T10:00:00Z"}]
+            assert replies["2"] == [3, "2", {}]
+            assert replies["3"][:3] == [4, "3", "NotSupported"]
+            assert replies["3"][4] == {"raw": True}
+            assert replies["4"][:3] == [4, "4", "InternalError"]
+            assert seen == [("Heartbeat", {}), ("MeterValues", meter)]
+            assert all(type(payload) is dict for _, payload in seen)
+            await ws.aclose(timeout=1)
+
+    # The Substation side too: a raw GetConfiguration handler, and a typed result for the caller.
+    station = Router()
+
+    @station.on_raw(Action.GET_CONFIGURATION)
+    async def get_configuration(session: Session, payload: dict[str, object]) -> dict[str, object]:
+        assert payload == {"key": ["HeartbeatInterval"]}
+        return {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}
+
+    app = CentralApp()
+    with trio.fail_after(10):
+        async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
+            url = f"ws://127.0.0.1:{server.port}/OS3P"
+            async with open_substation(url, "S1", station, BOOT, config=FAST_CLIENT) as client:
+                await client.wait_accepted()
+                response = await server.call("S1", GetConfigurationRequest(key=("HeartbeatInterval",)))
+                assert isinstance(response, GetConfigurationResponse)
+                assert response.configuration_key == (
+                    ConfigurationKey(key="HeartbeatInterval", readonly=False, value="300"),
+                )
