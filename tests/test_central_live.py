@@ -15,6 +15,7 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
+from os3p_core import structure_request, unstructure
 from os3p_trio import ServerConfig
 from os3p_trio.central import (
     BootStatus,
@@ -480,3 +482,39 @@ async def test_tls_and_mutual_tls_for_stations_and_https_api(tmp_path: Path) -> 
             station = (await client.get("/api/stations/subs-a")).json()
             assert station["station"]["accepted"] is True
             assert station["uploadLocation"].startswith("https://127.0.0.1:")
+
+
+async def test_raw_handlers_store_what_the_typed_path_stored(tmp_path: Path) -> None:
+    # The service registers raw handlers (no typed structuring on the hot path).  What it stores must be
+    # what structuring and unstructuring stored: a date-time without offset is local time of the station
+    # (PROTOCOL-DECISIONS §8, default zone Europe/Amsterdam), stored with its offset; vendor fields that a
+    # schema allows do not change the rows.
+    async with running(tmp_path) as (service, _client):
+        await service.central.add_station("S1")
+        store = service.central.store
+        async with station(service, "S1") as st:
+            assert (await st.result("BootNotification", BOOT))["status"] == "Accepted"
+            meter = {
+                "meterValue": [
+                    {
+                        "timestamp": "2026-07-01T12:00:00",
+                        "sampledValue": [{"value": "230.0", "measurand": "Voltage.L1N", "unit": "V"}],
+                    },
+                    {
+                        "timestamp": "2026-07-01T12:15:00.5+02:00",
+                        "sampledValue": [{"value": "231.0", "measurand": "Voltage.L1N"}],
+                    },
+                ]
+            }
+            assert await st.result("MeterValues", meter) == {}
+            rows = await store.meter_values("S1")
+            assert sorted((r.timestamp, r.value) for r in rows) == [
+                (datetime.fromisoformat("2026-07-01T10:00:00+00:00").timestamp(), "230.0"),
+                (datetime.fromisoformat("2026-07-01T10:15:00.5+00:00").timestamp(), "231.0"),
+            ]
+            switch = {"contactorId": 1, "status": "On", "timestamp": "2026-11-26T17:00:00"}
+            assert await st.result("StreetlightStatusNotification", switch) == {}
+            [event] = await store.events("S1", kind=EventKind.STREETLIGHT_STATUS)
+            typed = unstructure(structure_request("StreetlightStatusNotification", switch))
+            assert event.payload == typed == {**switch, "timestamp": "2026-11-26T17:00:00+01:00"}
+            assert event.timestamp == datetime.fromisoformat("2026-11-26T16:00:00+00:00").timestamp()

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import trio
 
-from os3p_core import Action, LocalProtocolError, Role, unstructure
+from os3p_core import Action, LocalProtocolError, Role
 from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_central_system
 from os3p_trio import StationRecord as RegistryRecord
 
@@ -90,14 +90,15 @@ def build_router(central: CentralSystem) -> Router:
     router = Router()
     for action in Action:
         if action.sender is Role.SUBSTATION:
-            router.add(action, _handler(central, action))
+            # Raw handlers: the store takes wire dicts (its columns follow the schema), so typed structuring
+            # and unstructuring would only cost time (~0.46 ms for an 80-value MeterValues).
+            router.add(action, _handler(central, action), raw=True)
     return router
 
 
 def _handler(central: CentralSystem, action: Action) -> Callable[[Session, Any], Awaitable[dict[str, Any]]]:
-    async def handle(session: Session, request: Any) -> dict[str, Any]:
-        # The session hands us the typed request; the store takes wire dicts (its columns follow the schema).
-        payload = request if isinstance(request, dict) else unstructure(request)
+    async def handle(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+        # A raw handler: ``payload`` is the validated wire dict, the answer a wire dict (validated when sent).
         return await central.handle(session.identity, action.value, payload)
 
     handle.__name__ = f"handle_{action.value}"

@@ -16,11 +16,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
 
 import attrs
 
 from os3p_core import Action, Role
+from os3p_core._converter import DEFAULT_TIME_ZONE, format_datetime, parse_datetime
 from os3p_core._validation import validate_request
 from os3p_trio import HandshakeRejected, hash_authorization_key, validate_identity
 from os3p_trio._handshake import MIN_AUTHORIZATION_KEY_BYTES
@@ -44,6 +46,25 @@ OPEN_REGISTRATION = "open-registration"
 def format_time(now: float) -> str:
     """POSIX seconds as an OS³P date-time with ``Z`` (PROTOCOL-DECISIONS §8: we always send an offset)."""
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+#: The zone of a date-time without offset (the station's ``TimeZone`` key default, PROTOCOL-DECISIONS §6).
+_STATION_ZONE: Final = ZoneInfo(DEFAULT_TIME_ZONE)
+
+
+def _wire_time(text: str) -> str:
+    """A date-time as the typed payloads write it: a date-time without offset is local time of the
+    station (PROTOCOL-DECISIONS §8, the ``TimeZone`` key's default zone, as ``os3p_core``'s converter reads
+    it), always sent and stored with an offset.  The handlers take raw payloads (no typed structuring on the
+    hot path), so this one normalisation is all they need to store exactly what the typed path stored."""
+    return format_datetime(parse_datetime(text, _STATION_ZONE))
+
+
+def _with_wire_time(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    text = payload.get("timestamp")
+    if not isinstance(text, str):
+        return payload
+    return {**payload, "timestamp": _wire_time(text)}
 
 
 class UnknownAction(LookupError):
@@ -205,7 +226,8 @@ class CentralSystem:
 
     async def on_meter_values(self, identity: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """MeterValues (annex §6.5): one row per sampled value, committed before the empty CALLRESULT."""
-        await self.store.record_meter_values(identity, payload.get("meterValue", ()), self.clock())
+        entries = [_with_wire_time(entry) for entry in payload.get("meterValue", ())]
+        await self.store.record_meter_values(identity, entries, self.clock())
         return {}
 
     def _event_handler(
@@ -214,7 +236,7 @@ class CentralSystem:
         async def handler(identity: str, payload: Mapping[str, Any]) -> dict[str, Any]:
             # A duplicate of a guaranteed-delivery event is acknowledged too: the station resent it because it
             # never saw our CALLRESULT (PROTOCOL-DECISIONS §7), and must now move on.
-            await self.store.record_event(identity, kind, payload, self.clock())
+            await self.store.record_event(identity, kind, _with_wire_time(payload), self.clock())
             return {}
 
         handler.__name__ = f"on_{kind.name.lower()}"

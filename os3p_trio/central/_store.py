@@ -106,7 +106,8 @@ class MeterValueRecord:
     """One sampled value (annex §6.5): one row per ``sampledValue``, with the defaults of Table 3 applied."""
 
     identity: str
-    #: The meterValue's ``timestamp`` as POSIX seconds (a timestamp without offset is read as UTC).
+    #: The meterValue's ``timestamp`` as POSIX seconds (the service gives an offset-less timestamp the
+    #: station zone's offset first, PROTOCOL-DECISIONS §8; the store reads one without offset as UTC).
     timestamp: float
     measurand: str
     #: The value exactly as sent (the schema makes it a string).
@@ -134,7 +135,7 @@ class EventRecord:
     contactor_id: int | None
     #: The event's main value: status, mode, firmware/file status, or boot status.
     status: str | None
-    #: The whole payload as received (wire format).
+    #: The whole payload as received (wire format; an offset-less ``timestamp`` given its offset, §8).
     payload: Mapping[str, Any]
 
 
