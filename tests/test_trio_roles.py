@@ -27,6 +27,7 @@ from os3p_core.payloads import (
     MessageTrigger,
     MeterValue,
     MeterValuesRequest,
+    MeterValuesResponse,
     RegistrationStatus,
     SampledValue,
     StreetlightStatusNotificationRequest,
@@ -273,14 +274,27 @@ async def test_slow_handler_does_not_block_the_connection() -> None:
         async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
             url = f"ws://127.0.0.1:{server.port}/OS3P"
             async with open_substation(url, "S1", station_router(), BOOT, config=FAST_CLIENT) as station:
-                await station.wait_accepted()
+                session = await station.wait_accepted()
+                answers: list[object] = []
+
+                async def send_meter_values() -> None:
+                    answers.append(await station.call(meter_values()))
+
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(station.call, meter_values())
+                    nursery.start_soon(send_meter_values)
                     await entered.wait()
-                    # While the handler sleeps, the server still reads, calls and gets results.
+                    # While the handler sleeps, the server still answers pings: nothing else can
+                    # arrive from it now (the MeterValues answer waits for the handler), so the
+                    # bytes that end ``awaiting_pong`` are the server's pong.
+                    await session.websocket.ping(b"still there?")
+                    while session.websocket.awaiting_pong:
+                        await trio.sleep(0.01)
+                    # ... reads, calls and gets results.
                     for _ in range(3):
                         assert (await server.call("S1", GetConfigurationRequest())).configuration_key
+                    assert answers == []  # the handler is still busy
                     release.set()
+                assert answers == [MeterValuesResponse()]  # and its answer went out after all
 
 
 async def test_handler_exceptions_are_contained() -> None:
