@@ -12,7 +12,7 @@ import pytest
 import trio
 from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp, now
 
-from os3p_core import Action, BootState, ErrorCode, LocalProtocolError, ProtocolError
+from os3p_core import Action, BootState, ErrorCode, LocalProtocolError, ProtocolError, unstructure
 from os3p_core.payloads import (
     BootNotificationRequest,
     BootNotificationResponse,
@@ -37,6 +37,7 @@ from os3p_core.payloads import (
 from os3p_trio import (
     CallErrorReceived,
     CallTimeout,
+    CentralSystemServer,
     ConnectionClosed,
     InMemoryRegistry,
     InvalidResult,
@@ -48,6 +49,7 @@ from os3p_trio import (
     client_handshake,
     open_central_system,
     open_substation,
+    serve_central_system,
 )
 
 
@@ -647,3 +649,58 @@ async def test_raw_handlers_take_and_return_wire_dicts() -> None:
                 assert response.configuration_key == (
                     ConfigurationKey(key="HeartbeatInterval", readonly=False, value="300"),
                 )
+
+
+async def test_serve_central_system_two_endpoints_and_an_outside_handler_nursery() -> None:
+    # trio's idiom (as trio.serve_tcp): task_status gives the server, it runs until cancelled; with
+    # an outside handler_nursery the connections (and their call deadlines) outlive the listener.
+    app = CentralApp()
+    config = attrs.evolve(FAST_SERVER, endpoints=("/OS3P", "/webServices/OS3P"))
+    codes: list[int] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as readers, trio.open_nursery() as handlers:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(
+                    partial(
+                        serve_central_system,
+                        app.router,
+                        0,
+                        host="127.0.0.1",
+                        config=config,
+                        handler_nursery=handlers,
+                    )
+                )
+                assert isinstance(server, CentralSystemServer)
+                port = server.port
+                sockets = {}
+                for identity, target in (("A", "/OS3P/A"), ("B", "/webServices/OS3P/B")):
+                    sockets[identity] = await client_handshake(
+                        await trio.open_tcp_stream("127.0.0.1", port),
+                        host="h",
+                        target=target,
+                        subprotocols=["OS3P1.0"],
+                    )
+                while len(server.sessions) < 2:
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()  # stop serving: the listener closes
+            with pytest.raises(OSError, match="connect"):
+                await trio.open_tcp_stream("127.0.0.1", port)
+            # The connections carry on: calls are answered, and call deadlines still fire.
+            boot = '[2,"b1","BootNotification",' + json.dumps(unstructure(BOOT)) + "]"
+            await sockets["B"].send_messages([boot])
+            [reply] = await sockets["B"].receive_messages()
+            assert json.loads(reply)[:2] == [3, "b1"]
+            with pytest.raises(CallTimeout):
+                await server.sessions["A"].call(GetConfigurationRequest(), timeout=0.2)
+
+            async def read_close(ws: WebSocket) -> None:
+                try:
+                    while True:
+                        await ws.receive_messages()
+                except ConnectionClosed as exc:
+                    codes.append(exc.code)
+
+            for ws in sockets.values():
+                readers.start_soon(read_close, ws)
+            handlers.cancel_scope.cancel()  # the connections' nursery ends: 1001 for each
+    assert codes == [1001, 1001]
