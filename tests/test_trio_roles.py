@@ -50,6 +50,7 @@ from os3p_trio import (
     open_central_system,
     open_substation,
     serve_central_system,
+    server_handshake,
 )
 
 
@@ -704,3 +705,36 @@ async def test_serve_central_system_two_endpoints_and_an_outside_handler_nursery
                 readers.start_soon(read_close, ws)
             handlers.cancel_scope.cancel()  # the connections' nursery ends: 1001 for each
     assert codes == [1001, 1001]
+
+
+async def test_websocket_ping_interval_can_be_changed_on_a_live_client() -> None:
+    # websocketPingInterval (§J6): 0 disables client pings; a ChangeConfiguration handler sets
+    # ``client.ping_interval``, which applies to the current connection at once and to the next ones.
+    async def mute_server(stream: trio.SocketStream) -> None:
+        pending = await server_handshake(stream)
+        assert pending is not None
+        await pending.accept("OS3P1.0")
+        await trio.sleep_forever()  # never reads: pings go unanswered
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, mute_server, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            config = attrs.evolve(FAST_CLIENT, ping_interval=0.0, pong_timeout=0.3)
+            async with open_substation(
+                f"ws://127.0.0.1:{port}/OS3P", "S1", station_router(), BOOT, config=config
+            ) as station:
+                session = await station.wait_connected()
+                assert session.ping_interval is None
+                await trio.sleep(0.8)  # no pings, so no pong timeout either
+                assert not session.is_closed
+                with pytest.raises(ValueError, match="websocketPingInterval"):
+                    station.ping_interval = -1
+                start = trio.current_time()
+                station.ping_interval = 0.2
+                await session.wait_closed()  # ping after 0.2 s of silence, no pong in 0.3 s: dead
+                assert trio.current_time() - start < 2
+                while station.session is None or station.session is session:
+                    await trio.sleep(0.01)
+                assert station.session.ping_interval == 0.2  # the next connection pings too
+            nursery.cancel_scope.cancel()
