@@ -21,3 +21,37 @@ def test_public_callables_have_docstrings() -> None:
         obj = getattr(os3p_trio, name)
         if inspect.isclass(obj) or inspect.isfunction(obj):
             assert inspect.getdoc(obj), f"{name} has no docstring"
+
+
+def test_one_exception_hierarchy() -> None:
+    # ``except CallFailure`` catches every way ``await session.call(request)`` fails on the wire;
+    # ``except Os3pTrioError`` everything os3p_trio raises on purpose (docs/trio.md, "Exceptions").
+    from os3p_trio import (
+        CallErrorReceived,
+        CallFailure,
+        CallTimeout,
+        ConnectionClosed,
+        HandshakeFailed,
+        InvalidResult,
+        Os3pTrioError,
+    )
+
+    for failure in (CallErrorReceived, CallTimeout, InvalidResult, ConnectionClosed):
+        assert issubclass(failure, CallFailure)
+    assert issubclass(CallFailure, Os3pTrioError)
+    assert issubclass(HandshakeFailed, Os3pTrioError)
+    assert not issubclass(HandshakeFailed, CallFailure)
+    closed = ConnectionClosed(1000, "replaced")
+    assert (closed.code, closed.reason, str(closed)) == (
+        1000,
+        "replaced",
+        "connection closed (1000: replaced)",
+    )
+    error = CallErrorReceived("Reset", "NotSupported", "no", {"a": 1})
+    assert (error.action, error.code, error.description, error.details) == (
+        "Reset",
+        "NotSupported",
+        "no",
+        {"a": 1},
+    )
+    assert HandshakeFailed("refused", 401).status == 401
