@@ -75,10 +75,14 @@ def measure_throughput(server: Server, scen: Scenario, args: argparse.Namespace)
         _start, m0, stop = lg.start_run(scen.kind, mode="closed", seconds=args.seconds, warmup=args.warmup)
         sleep_until(m0)
         cpu0 = proc_cpu_seconds(server.pid)
+        lg0 = sum(proc_cpu_seconds(p.pid) for p in lg.procs)
         sleep_until(stop)
         cpu1 = proc_cpu_seconds(server.pid)
+        lg1 = sum(proc_cpu_seconds(p.pid) for p in lg.procs)
         res = lg.finish_run(args.seconds)
         res["cpu_us_per_call"] = (cpu1 - cpu0) / res["calls"] * 1e6 if res["calls"] else float("nan")
+        # The load generator's own cost per call: the same whatever the server, or the comparison is unfair.
+        res["loadgen_us_per_call"] = (lg1 - lg0) / res["calls"] * 1e6 if res["calls"] else float("nan")
         res["server_cpu_pct"] = (cpu1 - cpu0) / args.seconds * 100
         res["peak_rss_mib"] = proc_hwm_kib(server.pid) / 1024
         res["load"] = max(load0, loadavg())
@@ -121,6 +125,7 @@ METRICS: dict[str, list[tuple[str, str, str]]] = {
         ("max_ms", "latency max ms", "{:.1f}"),
         ("cpu_us_per_call", "server CPU µs/call", "{:.0f}"),
         ("peak_rss_mib", "server peak RSS MiB", "{:.1f}"),
+        ("loadgen_us_per_call", "load generator CPU µs/call", "{:.0f}"),
     ],
     "idle": [
         ("kib_per_conn", "KiB per idle connection", "{:.1f}"),
