@@ -493,11 +493,8 @@ class Session:
         try:
             request = event.payload if raw else event.request()
             response = handler(self, request)
-        except ProtocolError as exc:
-            self._answer(event, event.error(exc.code, exc.description[:255], exc.details))
-        except Exception:
-            logger.exception("os3p handler for %s from %r failed", event.action.value, self.identity)
-            self._answer(event, event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT))
+        except Exception as exc:
+            self._answer_failure(event, exc)
         else:
             self._answer(event, event.result(response))
 
@@ -505,15 +502,22 @@ class Session:
         try:
             request = event.payload if raw else event.request()
             response = await cast(Callable[[Session, Any], Awaitable[Any]], handler)(self, request)
-        except ProtocolError as exc:
-            self._answer(event, event.error(exc.code, exc.description[:255], exc.details))
-        except Exception:
-            logger.exception("os3p handler for %s from %r failed", event.action.value, self.identity)
-            self._answer(event, event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT))
+        except Exception as exc:
+            self._answer_failure(event, exc)
         else:
             self._answer(event, event.result(response))
         with contextlib.suppress(ConnectionClosed):
             await self._flush()
+
+    def _answer_failure(self, event: CallReceived, exc: Exception) -> None:
+        # Called inside the handler's ``except`` block, so logger.exception still has the traceback.
+        if isinstance(exc, ProtocolError):
+            # The handler's deliberate CALLERROR (its code, description, details).
+            self._answer(event, event.error(exc.code, exc.description[:255], exc.details))
+            return
+        # PROTOCOL-DECISIONS §3: InternalError, generic description (no internals on the wire).
+        logger.exception("os3p handler for %s from %r failed", event.action.value, self.identity)
+        self._answer(event, event.error(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR_TEXT))
 
     def _answer(self, event: CallReceived, reply: Any) -> None:
         try:
