@@ -1,6 +1,7 @@
 """The 42 schema files, the annex's examples, and one test per errata row of PROTOCOL-DECISIONS §8.
 
-The examples are transcribed from the spec annex (§M6.x.2 / §M7.x.2 "examples") as data,
+The examples are transcribed from the spec annex (§M6.x.2 / §M7.x.2 "examples") as data (a test reads
+the spec text, when the workspace has it, and checks the transcription token by token),
 faithfully, including the ones the annex gets wrong; PDF conversion noise (trailing commas,
 stray braces) is the only thing dropped (PROTOCOL-DECISIONS §8, last row).
 """
@@ -8,6 +9,7 @@ stray braces) is the only thing dropped (PROTOCOL-DECISIONS §8, last row).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +317,62 @@ def test_annex_example(
 def test_every_action_has_annex_examples_of_both_kinds() -> None:
     seen = {(action, kind) for section, action, kind, _, _ in ANNEX_EXAMPLES if section.startswith("§M")}
     assert seen == {(action.value, kind) for action in Action for kind in KINDS}
+
+
+# The spec itself sits next to the repository in the project's workspace (../shared/spec); a clone
+# without it still runs every test above, on the transcription.
+SPEC = REPO_SCHEMAS.parent.parent / "shared" / "spec" / "os3p-json-over-websockets-0.91.txt"
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null')
+
+
+def _annex_example_texts(text: str) -> list[tuple[str, str, str, str]]:
+    """(section, action, kind, JSON text) of every example in the annex, in order.
+
+    An example is the code blocks after a "request:" / "response:" label of a "N.M.x. examples"
+    section; PDF page breaks split some into several blocks, which are joined.
+    """
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if "This document lists all OS3P" in line)
+    found: list[tuple[str, str, str, list[str]]] = []
+    action = section = ""
+    in_examples = in_block = False
+    for line in lines[start:]:
+        stripped = line.strip()
+        if in_block:
+            if stripped == "```":
+                in_block = False
+            else:
+                found[-1][3].append(line)
+        elif heading := re.fullmatch(r"(\d+)\.(\d+)\.\s+([A-Za-z]+)", stripped):
+            action, in_examples = heading[3], False
+        elif examples := re.fullmatch(r"(\d+\.\d+\.\d+)\.\s+examples", stripped):
+            section, in_examples = f"§M{examples[1]}", True
+        elif re.match(r"\d+(\.\d+)*\.\s", stripped):
+            in_examples = False
+        elif in_examples and stripped in ("request:", "response:"):
+            found.append((section, action, stripped[:-1].capitalize(), []))
+        elif in_examples and stripped == "```" and found and found[-1][0] == section:
+            in_block = True
+    return [(sec, act, kind, "\n".join(body)) for sec, act, kind, body in found]
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason=f"the spec text is not at {SPEC}")
+def test_transcribed_examples_are_the_annex_examples() -> None:
+    # The transcription above must be faithful: same examples, in the annex's order, with every
+    # key and value in the same order.  Compared token by token (strings, numbers, literals), which
+    # ignores the PDF noise -- trailing commas, braces split across page breaks -- and nothing else.
+    in_spec = [
+        (section, action, kind, _JSON_TOKEN.findall(text))
+        for section, action, kind, text in _annex_example_texts(SPEC.read_text(encoding="utf-8"))
+    ]
+    transcribed = [
+        (section, action, kind, _JSON_TOKEN.findall(json.dumps(payload, ensure_ascii=False)))
+        for section, action, kind, payload, _ in ANNEX_EXAMPLES
+        if section.startswith("§M")
+    ]
+    assert len(in_spec) == len(transcribed) >= 42
+    for spec_example, ours in zip(in_spec, transcribed, strict=True):
+        assert spec_example == ours
 
 
 # --- the files ------------------------------------------------------------------------------------
