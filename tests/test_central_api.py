@@ -9,6 +9,7 @@ real WebSocket stations.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from os3p_trio.central import (
     serve_api,
     upload_token,
 )
+from os3p_trio.central.cli import main as cli_main
 
 SECRET = b"s" * 32
 T0 = 1_700_000_000.0
@@ -256,6 +258,19 @@ async def test_operator_calls_error_mapping(env: Env) -> None:
     assert (
         await c.post("/api/stations/S1/calls/GetConfiguration", json={"key": ["gone"]})
     ).status_code == 409
+
+    # ``os3p-central call`` maps them to its exit status: 0 result, 1 the station's CALLERROR or a
+    # timeout, 2 anything the operator must fix (payload, station unknown or disconnected).
+    for station_id, key, status in [
+        ("S1", "Geolocation", 0),
+        ("S1", "boom", 1),
+        ("S1", "slow", 1),
+        ("S1", "gone", 2),
+        ("S2", "Geolocation", 2),
+        ("nobody", "Geolocation", 2),
+    ]:
+        argv = ["call", station_id, "GetConfiguration", json.dumps({"key": [key]}), "--api", env.url]
+        assert await trio.to_thread.run_sync(cli_main, argv) == status, (station_id, key)
 
 
 async def test_firmware_publish_download_and_getfile_upload(env: Env) -> None:

@@ -173,9 +173,13 @@ async def test_stations_commands_and_serve_stops_cleanly(tmp_path: Path) -> None
     after = json.loads((await acli("stations", "show", "S1", "--db", str(db), "--json")).stdout)
     assert after["station"]["connected"] is False
 
-    with serve(db, "--open-registration", "--auth", "none") as (proc, ws_url, _api):
+    flags = ["--open-registration", "--auth", "none", "--host", "127.0.0.1", "--path", "/ocpp/OS3P"]
+    with serve(db, *flags, "--boot-status", "Pending", "--retry-interval", "7") as (proc, ws_url, _api):
+        assert ws_url.startswith("ws://127.0.0.1:")
+        assert ws_url.endswith("/ocpp/OS3P")  # the printed URL names the endpoint served
         async with raw_station(ws_url, "NEWCOMER") as ws:
-            assert (await call(ws, "1", "BootNotification", BOOT))[0] == 3
+            boot = await call(ws, "1", "BootNotification", BOOT)
+            assert (boot[0], boot[2]["status"], boot[2]["interval"]) == (3, "Pending", 7)
         proc.send_signal(signal.SIGINT)
         assert await trio.to_thread.run_sync(wait_exit, proc) == 0
     assert "NEWCOMER" in (await acli("stations", "list", "--db", str(db))).stdout

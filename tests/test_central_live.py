@@ -329,10 +329,15 @@ async def test_every_cs_initiated_call_through_api_and_cli(
             assert (await client.post("/api/stations/OFFLINE/calls/Reset", json={})).status_code == 409
             assert len(st.received) == len(CS_CALLS)
 
-            # The CLI face of the same endpoint (a blocking client: run it in a thread).
+            # The CLI face of the same endpoint (a blocking client: run it in a thread): all 13 calls.
+            capsys.readouterr()
+            for action, (request, response) in CS_CALLS.items():
+                argv = ["call", "S1", action, json.dumps(request), "--api", service.api_url]
+                assert await trio.to_thread.run_sync(cli_main, argv) == 0, action
+                assert json.loads(capsys.readouterr().out) == response, action
+            assert [p for _, p in st.received[len(CS_CALLS) :]] == [req for req, _ in CS_CALLS.values()]
             payload_file = tmp_path / "profile.json"
             payload_file.write_text(json.dumps(CS_CALLS["SetStreetlightProfile"][0]))
-            capsys.readouterr()
             for argv, status in [
                 (["call", "S1", "GetConfiguration", '{"key": ["Geolocation"]}'], 0),
                 (["call", "S1", "SetStreetlightProfile", f"@{payload_file}"], 0),
