@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import re
 import types
 import typing
@@ -20,8 +21,13 @@ import pytest
 import os3p_core
 from os3p_core import (
     Action,
+    Call,
+    CallReceived,
+    Connection,
     ErrorCode,
     PayloadConverter,
+    ResultReceived,
+    Role,
     SchemaViolation,
     load_schema,
     request_class,
@@ -845,6 +851,54 @@ def test_unknown_keys_inside_open_objects_are_ignored() -> None:
         structure_request("SetStreetlightProfile", bad)
     assert caught.value.path == "data.streetlightProfiles[0].daySchedule[0].start.extra"
     assert caught.value.code is ErrorCode.FORMATION_VIOLATION
+
+
+def test_unknown_keys_in_open_objects_reach_the_application_in_the_dict_only() -> None:
+    # Vendor extensions inside the four open annex objects are valid input.  Nothing is lost: the
+    # connection delivers the payload dict untouched; only the typed view (which has a fixed set of
+    # attributes) leaves them out, and a typed object therefore never sends them (docs/payloads.md).
+    profile = copy.deepcopy(SET_PROFILE)
+    profile["streetlightProfiles"][0]["vendorPriority"] = 7  # type: ignore[index]
+    get_configuration = {"configurationKey": [{"key": "TimeZone", "readonly": False, "vendorNote": "x"}]}
+    meter_values = {
+        "meterValue": [
+            {
+                "timestamp": "2013-03-07T16:52:16Z",
+                "vendorSeq": 1,
+                "sampledValue": [{"value": "1", "measurand": "Current.L1", "vendorRaw": "0x01"}],
+            }
+        ]
+    }
+    station = Connection(Role.SUBSTATION, previously_accepted=True)
+    central = Connection(Role.CENTRAL_SYSTEM, previously_accepted=True)
+    station.receive_message(json.dumps([2, "p1", "SetStreetlightProfile", profile]), 0.0)
+    central.receive_message(json.dumps([2, "m1", "MeterValues", meter_values]), 0.0)
+    central.send(Call("GetConfiguration"), 0.0)
+    (call_id,) = (json.loads(text)[1] for text in central.messages_to_send())
+    central.receive_message(json.dumps([3, call_id, get_configuration]), 0.0)
+
+    received_profile, received_meter, result = (
+        station.next_event(),
+        central.next_event(),
+        central.next_event(),
+    )
+    assert isinstance(received_profile, CallReceived)
+    assert isinstance(received_meter, CallReceived)
+    assert isinstance(result, ResultReceived)
+    for event, sent in (
+        (received_profile, profile),
+        (received_meter, meter_values),
+        (result, get_configuration),
+    ):
+        assert event.payload == sent  # the dict keeps every key
+    typed = [received_profile.request(), received_meter.request(), result.response()]
+    wire = [unstructure(obj) for obj in typed]
+    assert "vendorPriority" not in wire[0]["streetlightProfiles"][0]
+    assert "vendorSeq" not in wire[1]["meterValue"][0]
+    assert "vendorRaw" not in wire[1]["meterValue"][0]["sampledValue"][0]
+    assert "vendorNote" not in wire[2]["configurationKey"][0]
+    # Apart from the extensions, the typed view is the payload.
+    assert unstructure(typed[2]) == {"configurationKey": [{"key": "TimeZone", "readonly": False}]}
 
 
 def test_error_paths_and_descriptions_are_bounded() -> None:
