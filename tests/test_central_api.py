@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 
-from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed
+from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
 from os3p_trio.central import (
     CentralConfig,
     CentralSystem,
@@ -221,6 +221,8 @@ async def test_operator_calls_error_mapping(env: Env) -> None:
             raise CallTimeout(f"{action} timed out")
         if payload.get("key") == ["gone"]:
             raise ConnectionClosed(1006)
+        if payload.get("key") == ["garbled"]:
+            raise InvalidResult(f"{action}: configurationKey: not an array")
         return {"configurationKey": [{"key": "Geolocation", "readonly": False, "value": "[52.37, 4.9]"}]}
 
     env.links.by_identity["S1"] = link = ScriptedLink(answer)
@@ -258,6 +260,8 @@ async def test_operator_calls_error_mapping(env: Env) -> None:
     assert (
         await c.post("/api/stations/S1/calls/GetConfiguration", json={"key": ["gone"]})
     ).status_code == 409
+    garbled = await c.post("/api/stations/S1/calls/GetConfiguration", json={"key": ["garbled"]})
+    assert (garbled.status_code, garbled.json()["error"]) == (502, "InvalidResult")
 
     # ``os3p-central call`` maps them to its exit status: 0 result, 1 the station's CALLERROR or a
     # timeout, 2 anything the operator must fix (payload, station unknown or disconnected).

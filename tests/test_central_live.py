@@ -238,7 +238,13 @@ async def test_station_messages_are_committed_before_their_callresult(tmp_path: 
             assert record.accepted
             assert record.boot_fields == BOOT
 
+            assert record.last_heartbeat is None
             assert "currentTime" in await st.result("Heartbeat", {})
+            beat = await store.get_station("S 1")
+            assert beat is not None
+            assert beat.last_heartbeat is not None  # committed before the answer, like everything else
+            shown = (await client.get("/api/stations/S%201")).json()["station"]
+            assert shown["lastHeartbeat"] is not None
             meter = {
                 "meterValue": [
                     {
