@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import attrs
 import pytest
+from helpers import ANNEX_EXAMPLES as ANNEX
+from helpers import ANNEX_METER_VALUES, ANNEX_SET_PROFILE, BOOT_REQUEST
 
 import os3p_core
 from os3p_core import (
@@ -74,166 +76,15 @@ AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 KINDS = ("Request", "Response")
 
 # --- the annex's examples (§M6.x.2, §M7.x.2), as printed ---------------------------------------
-# (action, kind, payload).  The ClearSingleStreetlightProfile example (profileId together with
-# stackLevel) is schema-valid; the station answers it Rejected (PROTOCOL-DECISIONS §8).
+# (action, kind, payload), from the one transcription in tests/helpers.py.  The
+# ClearSingleStreetlightProfile example (profileId together with stackLevel) is schema-valid; the
+# station answers it Rejected (PROTOCOL-DECISIONS §8).
 
-BOOT = {
-    "vendor": "BrandX",
-    "model": "SUBS-A1",
-    "stationNumber": "987654321",
-    "serialNumber": "AQ1234VB5678",
-    "firmwareVersion": "1.1.0",
-    "iccid": "83310415107943019317",
-    "imsi": "080921439201835338",
-}
-METER_VALUES = {
-    "meterValue": [
-        {
-            "timestamp": "2013-03-07T16:52:16Z",
-            "sampledValue": [
-                {"value": "12", "unit": "A", "measurand": "Current.L1"},
-                {"value": "300", "unit": "kWh", "measurand": "Energy.Active.Import.Register"},
-            ],
-        },
-        {
-            "timestamp": "2013-03-07T19:52:16Z",
-            "sampledValue": [
-                {"value": "20", "unit": "kWh", "measurand": "Energy.Active.Import.Register"},
-                {"value": "40", "unit": "kW", "location": "P1Meter", "measurand": "ActivePower.L1"},
-            ],
-        },
-    ]
-}
-SET_PROFILE = {
-    "contactorId": 1,
-    "clearSchedule": True,
-    "streetlightProfiles": [
-        {
-            "profileId": 1,
-            "stackLevel": 2,
-            "recurrencyKind": "Daily",
-            "validFrom": "2015-06-06T00:00:00",
-            "validTo": "2019-09-06T00:00:00",
-            "daySchedule": [
-                {
-                    "start": {"kind": "Sunset", "offset": 3600},
-                    "end": {"kind": "Absolute", "time": "01:00:00"},
-                },
-                {"start": {"kind": "Absolute", "time": "06:00:00"}, "end": {"kind": "Sunrise", "offset": 0}},
-            ],
-        }
-    ],
-}
-ACCEPTED = {"status": "Accepted"}
-
+BOOT = BOOT_REQUEST
+METER_VALUES = ANNEX_METER_VALUES
+SET_PROFILE = ANNEX_SET_PROFILE
 ANNEX_EXAMPLES: list[tuple[str, str, dict[str, Any]]] = [
-    ("BootNotification", "Request", BOOT),
-    (
-        "BootNotification",
-        "Response",
-        {"status": "Accepted", "currentTime": "2013-02-01T15:09:18Z", "interval": 1200},
-    ),
-    ("GetFileStatusNotification", "Request", {"status": "Uploaded"}),
-    ("GetFileStatusNotification", "Response", {}),
-    ("FirmwareStatusNotification", "Request", {"status": "DownloadFailed"}),
-    ("FirmwareStatusNotification", "Response", {}),
-    ("Heartbeat", "Request", {}),
-    ("Heartbeat", "Response", {"currentTime": "2013-02-01T15:09:18Z"}),
-    ("MeterValues", "Request", METER_VALUES),
-    ("MeterValues", "Response", {}),
-    (
-        "StatusNotification",
-        "Request",
-        {
-            "status": "Ok",
-            "errorCode": "NoError",
-            "info": "",
-            "timestamp": "2013-02-01T15:09:18Z",
-            "vendorId": "",
-            "vendorErrorCode": "",
-        },
-    ),
-    ("StatusNotification", "Response", {}),
-    (
-        "StreetlightModeStatusNotification",
-        "Request",
-        {"mode": "LocalOverride", "timestamp": "2013-02-01T15:09:18Z"},
-    ),
-    (
-        "StreetlightModeStatusNotification",
-        "Request",
-        {"contactorId": 1, "mode": "Schedule", "timestamp": "2013-02-01T15:09:18Z"},
-    ),
-    ("StreetlightModeStatusNotification", "Response", {}),
-    (
-        "StreetlightStatusNotification",
-        "Request",
-        {"contactorId": 2, "status": "On", "timestamp": "2013-02-01T15:09:18Z"},
-    ),
-    ("StreetlightStatusNotification", "Response", {}),
-    ("ChangeConfiguration", "Request", {"key": "KVCBX_LANG", "value": "FR"}),
-    ("ChangeConfiguration", "Response", ACCEPTED),
-    ("ClearSingleStreetlightProfile", "Request", {"profileId": 2, "contactorId": 1, "stackLevel": 3}),
-    ("ClearSingleStreetlightProfile", "Response", ACCEPTED),
-    ("GetConfiguration", "Request", {"key": ["KVCBX_PROFILE"]}),
-    (
-        "GetConfiguration",
-        "Response",
-        {
-            "configurationKey": [{"key": "KVCBX_PROFILE", "readonly": True, "value": "NQC-ACDC"}],
-            "unknownKey": [],
-        },
-    ),
-    ("GetEffectiveStreetlightDaySchedule", "Request", {"contactorId": 1, "at": "2015-07-07T00:00:00"}),
-    (
-        "GetEffectiveStreetlightDaySchedule",
-        "Response",
-        {
-            "status": "Accepted",
-            "contactorId": 1,
-            "daySchedule": [
-                {"start": "20:11:00", "end": "23:00:00"},
-                {"start": "05:30:00", "end": "07:00:00"},
-            ],
-        },
-    ),
-    (
-        "GetFile",
-        "Request",
-        {
-            "requestId": "08fb86a4-3e9b-11e6-ac61-9e71128cae77",
-            "fileType": "MeterValueHistory",
-            "location": "ftp://root:root@sftp.oursystem.foo/tmp",
-            "startTime": "2013-02-01T15:09:18Z",
-            "stopTime": "2013-02-01T15:09:18Z",
-        },
-    ),
-    ("GetFile", "Response", {"status": "Accepted", "fileName": "MeterValuesHistory=20160515-20160615.txt"}),
-    ("OverrideStreetlight", "Request", {"contactorId": 1, "action": "On"}),
-    ("OverrideStreetlight", "Response", ACCEPTED),
-    ("ResumeStreetlight", "Request", {"contactorId": 1, "type": "Immediate"}),
-    ("ResumeStreetlight", "Response", ACCEPTED),
-    ("Reset", "Request", {"type": "Soft"}),
-    ("Reset", "Response", ACCEPTED),
-    ("ResetMVFaultIndicator", "Request", {}),
-    ("ResetMVFaultIndicator", "Response", ACCEPTED),
-    ("SetStreetlightProfile", "Request", SET_PROFILE),
-    ("SetStreetlightProfile", "Response", ACCEPTED),
-    ("TestMVFaultIndicator", "Request", {}),
-    ("TestMVFaultIndicator", "Response", ACCEPTED),
-    ("TriggerMessage", "Request", {"requestedMessage": "StatusNotification", "connectorId": 2}),
-    ("TriggerMessage", "Response", ACCEPTED),
-    (
-        "UpdateFirmware",
-        "Request",
-        {
-            "retrieveDate": "2013-02-01T15:09:18Z",
-            "location": "ftp://root:root@fork.gir.foo/tmp/kvcbx-updt.amx",
-            "retries": 4,
-            "retryInterval": 20,
-        },
-    ),
-    ("UpdateFirmware", "Response", {}),
+    (action, kind, payload) for section, action, kind, payload, _ in ANNEX if section.startswith("§M")
 ]
 
 #: What the converter sends back for an example, where that differs from the annex's text:
