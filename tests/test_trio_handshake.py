@@ -453,3 +453,16 @@ async def test_connection_limit_answers_503() -> None:
             while server.sessions:
                 await trio.sleep(0.01)
             assert status_of(await raw_request(server.port, "/OS3P/S2")) == 101
+
+
+async def test_handshake_timeout_covers_a_stalled_tls_handshake(ca: trustme.CA) -> None:
+    # The timeout runs from the TCP accept (PROTOCOL-DECISIONS §1): a client that never starts its
+    # TLS handshake holds a socket no longer than a silent plain-TCP one.
+    config = ServerConfig(handshake_timeout=0.3, close_timeout=1.0)
+    with trio.fail_after(10):
+        async with central(ssl_context=server_context(ca, mutual=False), config=config) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            start = trio.current_time()
+            assert await stream.receive_some(1000) == b""  # closed by the server, nothing sent
+            assert 0.25 <= trio.current_time() - start < 3
+            await stream.aclose()
