@@ -466,3 +466,35 @@ async def test_handshake_timeout_covers_a_stalled_tls_handshake(ca: trustme.CA) 
             assert await stream.receive_some(1000) == b""  # closed by the server, nothing sent
             assert 0.25 <= trio.current_time() - start < 3
             await stream.aclose()
+
+
+async def test_only_an_authenticated_connection_replaces_the_older_one() -> None:
+    # PROTOCOL-DECISIONS §1: "A new *authenticated* connection ... replaces the old one": a refused
+    # attempt (wrong key, unknown subprotocol) must not knock the live station off.
+    registry = InMemoryRegistry([StationRecord("S1", key_hash=hash_authorization_key(SECRET, "S1", KEY))])
+    config = ServerConfig(auth_secret=SECRET, close_timeout=1.0)
+    good = {"Authorization": basic("S1", KEY)}
+    with trio.fail_after(10):
+        async with central(registry=registry, config=config) as server:
+            first = await client_handshake(
+                await trio.open_tcp_stream("127.0.0.1", server.port),
+                host="h",
+                target="/OS3P/S1",
+                subprotocols=["OS3P1.0"],
+                extra_headers=[(b"authorization", good["Authorization"].encode())],
+            )
+            while "S1" not in server.sessions:
+                await trio.sleep(0.01)
+            live = server.sessions["S1"]
+            bad = await raw_request(server.port, "/OS3P/S1", {"Authorization": basic("S1", KEY + "x")})
+            assert status_of(bad) == 401
+            no_match = await raw_request(
+                server.port, "/OS3P/S1", {**good, "Sec-WebSocket-Protocol": "OS3P9.9"}, until_closed=True
+            )
+            assert status_of(no_match) == 101  # upgraded, then closed at once (§J3.2) ...
+            assert server.sessions["S1"] is live  # ... and neither replaced the live connection
+            assert not live.is_closed
+            await first.send_messages(['[2,"1","Heartbeat",{}]'])
+            [reply] = await first.receive_messages()
+            assert reply.startswith('[4,"1","SecurityError"')  # served (not booted yet, §5), not closed
+            await first.aclose(timeout=1)
