@@ -7,7 +7,10 @@ import these helpers and the sample payloads.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from os3p_core import (
@@ -408,3 +411,18 @@ class ConnectionPair:
         self.events(self.central)  # the Central System's BootStateChanged
         assert isinstance(events[0], ResultReceived)
         return events
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks
+
+
+def run_quick_bench(script: str, timeout: float = 300) -> str:
+    """Run ``benchmarks/<script> --quick`` in a fresh interpreter; return its output (raise if it fails).
+
+    For smoke tests only: the figures of a quick run mean nothing (``benchmarks/RESULTS.md`` has real ones).
+    """
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / script
+    return subprocess.run(
+        [sys.executable, str(path), "--quick"], capture_output=True, text=True, check=True, timeout=timeout
+    ).stdout

@@ -6,17 +6,11 @@ is checked here; ``benchmarks/RESULTS.md`` has real figures.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "core_bench.py"
+from helpers import run_quick_bench
 
 
 def test_core_bench_quick_runs() -> None:
-    out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"], check=True, capture_output=True, text=True, timeout=300
-    ).stdout
+    out = run_quick_bench("core_bench.py")
     assert "import os3p_core (fresh interpreter)" in out
     assert out.count(" ms   ") == 21  # the first-use time of all 42 schemas, two per line
     for message in ("Heartbeat", "BootNotification", "MeterValues"):
