@@ -493,6 +493,15 @@ def test_tuned_generator_is_in_use() -> None:
     assert compiled.__defaults__[0] is _validation._FORMATS  # type: ignore[attr-defined]
 
 
+def test_tuples_validate_as_arrays() -> None:
+    # docs/errata.md: an outgoing dict built with tuples validates (fastjsonschema's reading of
+    # "array"), and its items are still checked, with the same paths as a list's.
+    validate_request("GetConfiguration", {"key": ("HeartbeatInterval", "TimeZone")})
+    with pytest.raises(SchemaViolation) as info:
+        validate_request("GetConfiguration", {"key": ("HeartbeatInterval", 1)})
+    assert (info.value.code, info.value.path, info.value.rule) == (TYPE, "data.key[1]", "type")
+
+
 def test_non_finite_floats_are_type_violations() -> None:
     for value in (math.nan, math.inf, -math.inf):
         with pytest.raises(SchemaViolation) as info:
