@@ -597,6 +597,13 @@ def test_id_factory_is_checked() -> None:
     with pytest.raises(LocalProtocolError):
         conn.send(Call("Reset"), 31.0)  # timed out recently: its late response would match
     assert conn.outstanding_calls == 0
+    ids = iter(["a", "b", "b"])
+    conn = Connection(Role.CENTRAL_SYSTEM, Config(id_factory=lambda: next(ids)))
+    conn.send(Call("Reset"), 0.0)
+    conn.send(Call("Reset"), 0.0)  # queued behind "a"
+    with pytest.raises(LocalProtocolError, match="in use"):
+        conn.send(Call("Reset"), 0.0)  # "b" is queued
+    assert conn.statistics()["queued"] == 1
 
 
 def test_connection_lost_fails_everything() -> None:
