@@ -287,6 +287,25 @@ ANNEX_EXAMPLES: list[tuple[str, str, str, dict[str, Any], Expected]] = [
 ]
 
 
+#: A minimal valid SetStreetlightProfile profile: every night, from sunset to sunrise.
+NIGHTLY_PROFILE: dict[str, Any] = {
+    "profileId": 1,
+    "stackLevel": 0,
+    "recurrencyKind": "Daily",
+    "daySchedule": [{"start": {"kind": "Sunset", "offset": 0}, "end": {"kind": "Sunrise", "offset": 0}}],
+}
+
+
+def profile_request(**changes: Any) -> dict[str, Any]:
+    """A SetStreetlightProfile request for contactor 1 with one profile: NIGHTLY_PROFILE with ``changes``."""
+    return {"contactorId": 1, "streetlightProfiles": [{**NIGHTLY_PROFILE, **changes}]}
+
+
+def start_point_request(start: dict[str, Any]) -> dict[str, Any]:
+    """A SetStreetlightProfile request whose one period starts at ``start`` and ends at sunrise."""
+    return profile_request(daySchedule=[{"start": start, "end": {"kind": "Sunrise", "offset": 0}}])
+
+
 def boot_response(status: str = "Accepted", interval: int = 300) -> dict[str, Any]:
     """A BootNotificationResponse payload."""
     return {"status": status, "currentTime": NOW_TEXT, "interval": interval}

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import attrs
 import pytest
 from helpers import ANNEX_EXAMPLES as ANNEX
-from helpers import ANNEX_METER_VALUES, ANNEX_SET_PROFILE, BOOT_REQUEST
+from helpers import ANNEX_METER_VALUES, ANNEX_SET_PROFILE, BOOT_REQUEST, start_point_request
 
 import os3p_core
 from os3p_core import (
@@ -557,19 +557,7 @@ def _meter_values(**sampled_value: Any) -> dict[str, Any]:
         ),
         (
             "SetStreetlightProfile",
-            {
-                "contactorId": 1,
-                "streetlightProfiles": [
-                    {
-                        "profileId": 1,
-                        "stackLevel": 0,
-                        "recurrencyKind": "Daily",
-                        "daySchedule": [
-                            {"start": {"kind": "Sunset", "offset": 86401}, "end": {"kind": "Sunrise"}}
-                        ],
-                    }
-                ],
-            },
+            start_point_request({"kind": "Sunset", "offset": 86401}),
             ErrorCode.PROPERTY_CONSTRAINT_VIOLATION,
             "data.streetlightProfiles[0].daySchedule[0].start.offset",
             "maximum",
@@ -599,19 +587,7 @@ def test_bad_enum_value_error_is_clear() -> None:
     ):
         structure_request(
             "SetStreetlightProfile",
-            {
-                "contactorId": 1,
-                "streetlightProfiles": [
-                    {
-                        "profileId": 1,
-                        "stackLevel": 0,
-                        "recurrencyKind": "Daily",
-                        "daySchedule": [
-                            {"start": {"kind": "Sunny"}, "end": {"kind": "Sunrise", "offset": 0}}
-                        ],
-                    }
-                ],
-            },
+            start_point_request({"kind": "Sunny"}),
         )
     with pytest.raises(
         SchemaViolation, match=r"'Current\.L4' is not a valid Measurand; expected one of the 82"

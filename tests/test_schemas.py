@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ANNEX_EXAMPLES, Expected
+from helpers import ANNEX_EXAMPLES, Expected, profile_request
 from jsonschema import Draft4Validator
 
 from os3p_core import (
@@ -242,13 +242,7 @@ def test_errata_set_streetlight_profile_clear_schedule_alias() -> None:
     schema = load_schema("SetStreetlightProfile", "Request")
     assert schema["properties"]["clearAllSchedules"] == {"type": "boolean"}
     assert schema["properties"]["clearSchedule"]["type"] == "boolean"
-    profile = {
-        "profileId": 1,
-        "stackLevel": 0,
-        "recurrencyKind": "Daily",
-        "daySchedule": [{"start": {"kind": "Sunset", "offset": 0}, "end": {"kind": "Sunrise", "offset": 0}}],
-    }
-    base = {"contactorId": 1, "streetlightProfiles": [profile]}
+    base = profile_request()
     for flags in ({}, {"clearAllSchedules": True}, {"clearSchedule": True}, {"clearSchedule": False}):
         validate_request("SetStreetlightProfile", {**base, **flags})
     bad = {**base, "clearSchedule": "yes"}

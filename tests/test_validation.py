@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from helpers import NIGHTLY_PROFILE, profile_request, start_point_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,20 +30,9 @@ FORMATION = ErrorCode.FORMATION_VIOLATION
 # Keywords that only describe or structure (they never fail by themselves).
 NON_RULE_KEYWORDS = {"$schema", "title", "description", "properties", "items"}
 
-_PROFILE = {
-    "profileId": 1,
-    "stackLevel": 0,
-    "recurrencyKind": "Daily",
-    "daySchedule": [{"start": {"kind": "Sunset", "offset": 0}, "end": {"kind": "Sunrise", "offset": 0}}],
-}
-
-
-def _profile_request(**changes: Any) -> dict[str, Any]:
-    return {"contactorId": 1, "streetlightProfiles": [{**_PROFILE, **changes}]}
-
 
 def _point(**point: Any) -> dict[str, Any]:
-    return _profile_request(daySchedule=[{"start": point, "end": {"kind": "Sunrise", "offset": 0}}])
+    return start_point_request(point)
 
 
 _STATUS = {"contactorId": 1, "status": "On", "timestamp": "2013-02-01T15:09:18Z"}
@@ -183,7 +173,7 @@ RULE_CASES: dict[str, list[tuple[str, str, Any, ErrorCode, str]]] = {
         (
             "SetStreetlightProfile",
             "Request",
-            _profile_request(daySchedule=[]),
+            profile_request(daySchedule=[]),
             OCCURENCE,
             "data.streetlightProfiles[0].daySchedule",
         ),
@@ -192,7 +182,7 @@ RULE_CASES: dict[str, list[tuple[str, str, Any, ErrorCode, str]]] = {
         (
             "SetStreetlightProfile",
             "Request",
-            _profile_request(daySchedule=_PROFILE["daySchedule"] * 5),
+            profile_request(daySchedule=NIGHTLY_PROFILE["daySchedule"] * 5),
             OCCURENCE,
             "data.streetlightProfiles[0].daySchedule",
         ),
