@@ -738,3 +738,36 @@ async def test_websocket_ping_interval_can_be_changed_on_a_live_client() -> None
                     await trio.sleep(0.01)
                 assert station.session.ping_interval == 0.2  # the next connection pings too
             nursery.cancel_scope.cancel()
+
+
+async def test_client_message_size_limit_closes_1009() -> None:
+    # PROTOCOL-DECISIONS §1's size limit holds on the Substation side too (ClientConfig.max_message_size).
+    got: list[int] = []
+
+    async def oversized_server(stream: trio.SocketStream) -> None:
+        pending = await server_handshake(stream)
+        assert pending is not None
+        ws = await pending.accept("OS3P1.0")
+        await ws.send_messages(['[2,"x","GetConfiguration",{"key":["' + "k" * 2000 + '"]}]'])
+        try:
+            await ws.receive_messages()
+        except ConnectionClosed as exc:
+            got.append(exc.code)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            [listener] = await nursery.start(partial(trio.serve_tcp, oversized_server, 0, host="127.0.0.1"))
+            port = listener.socket.getsockname()[1]
+            config = attrs.evolve(FAST_CLIENT, max_message_size=1000)
+            async with open_substation(
+                f"ws://127.0.0.1:{port}/OS3P", "S1", station_router(), BOOT, config=config
+            ) as station:
+                session = await station.wait_connected()
+                await session.wait_closed()
+                closed = session.websocket.closed
+                assert closed is not None
+                assert closed.code == 1009
+            while not got:
+                await trio.sleep(0.01)
+            assert got[0] == 1009  # the server was told why
+            nursery.cancel_scope.cancel()
