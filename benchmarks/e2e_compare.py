@@ -3,7 +3,7 @@ wsproto (floor), each server in its own process, driven by the same lean load ge
 
 Usage (from the repository root, dev venv)::
 
-    python benchmarks/e2e_compare.py                 # full: 3 repetitions, ~10 minutes
+    python benchmarks/e2e_compare.py                 # full: 3 repetitions, ~6 minutes
     python benchmarks/e2e_compare.py --quick         # a few seconds, tiny sizes (CI smoke run)
     python benchmarks/e2e_compare.py --reps 5 --seconds 8 --impls os3p,peer,floor,central --json out.json
 
