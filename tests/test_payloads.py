@@ -9,6 +9,8 @@ import copy
 import enum
 import json
 import re
+import subprocess
+import sys
 import types
 import typing
 from datetime import UTC, datetime, timedelta, timezone
@@ -116,6 +118,42 @@ def _structure(action: str, kind: str, payload: Any) -> Payload:
 
 def _validate(action: str, kind: str, payload: Any) -> None:
     (validate_request if kind == "Request" else validate_response)(action, payload)
+
+
+def test_typed_payloads_are_opt_in() -> None:
+    # Issue 2: "typed structuring must be a choice, not a tax".  In a fresh interpreter, importing
+    # os3p_core and a whole boot + heartbeat exchange with dicts load neither cattrs nor the payload
+    # classes; the first typed use does.
+    code = """
+import sys
+import os3p_core
+from os3p_core import Call, CallReceived, Connection, ResultReceived, Role
+
+def typed_loaded():
+    return {"cattrs", "os3p_core.payloads"} & set(sys.modules)
+
+assert not typed_loaded(), typed_loaded()
+station, central = Connection(Role.SUBSTATION), Connection(Role.CENTRAL_SYSTEM)
+
+answers = {"BootNotification": {"status": "Accepted", "currentTime": "2026-11-26T08:00:00Z", "interval": 300},
+           "Heartbeat": {"currentTime": "2026-11-26T08:00:00Z"}}
+for action, payload in (("BootNotification", BOOT), ("Heartbeat", {})):
+    station.send(Call(action, payload), 0.0)
+    for text in station.messages_to_send():
+        central.receive_message(text, 0.0)
+    (call,) = [e for e in iter(central.next_event, None) if isinstance(e, CallReceived)]
+    central.send(call.result(answers[action]), 0.0)
+    for text in central.messages_to_send():
+        station.receive_message(text, 0.0)
+    assert any(isinstance(e, ResultReceived) for e in iter(station.next_event, None))
+    assert station.boot_state is central.boot_state is os3p_core.BootState.ACCEPTED
+assert not typed_loaded(), typed_loaded()
+assert os3p_core.payloads.HeartbeatRequest.action == "Heartbeat"
+assert "os3p_core.payloads" in sys.modules
+os3p_core.structure_request("Heartbeat", {})
+assert "cattrs" in sys.modules
+"""
+    subprocess.run([sys.executable, "-c", f"BOOT = {BOOT!r}\n{code}"], check=True, timeout=60)
 
 
 @pytest.mark.parametrize(
