@@ -43,6 +43,14 @@ class Server:
         fields = dict(f.split("=", 1) for f in line.split()[2:])
         self.port = int(fields["port"])
 
+    def gc_report(self, timeout: float = 60.0) -> tuple[int, float]:
+        """Ask the server for a full garbage collection (SIGUSR1): ``(objects, stall in ms)``."""
+        assert self.proc.stdout is not None
+        self.proc.send_signal(signal.SIGUSR1)
+        line = _readline(self.proc.stdout, timeout)
+        fields = dict(f.split("=", 1) for f in line.split()[1:])
+        return int(fields["objects"]), float(fields["full_collect_ms"])
+
     def stop(self, timeout: float = 30.0) -> float:
         """SIGTERM, wait (bounded), SIGKILL if needed; returns the seconds it took to exit."""
         t0 = time.monotonic()

@@ -16,7 +16,8 @@ Procedure, on one server process (``e2e_server.py``):
 2. 2 s with no traffic: the server's idle CPU (keepalive timers and the like);
 3. a window of ``--window`` seconds in which every station heartbeats every ``--interval`` seconds from a
    random phase (paced, one call in flight per station: N / interval calls/s): latency p50/p99/max, calls
-   answered, server CPU (% of one core and µs per call), server RSS;
+   answered, server CPU (% of one core and µs per call), server RSS; then a full garbage collection in the
+   server (SIGUSR1): how long it stalls the loop with N stations;
 4. at ``--storm-at`` stations, the reconnect storm: the load generator is armed (every connection lost
    reconnects at once, retrying every ~0.25 s, and boots again), the server is stopped with SIGTERM (it closes
    every connection with 1001), a new server process is started on the same port, and the time from its
@@ -65,8 +66,11 @@ def heartbeat_window(server: Server, lg: LoadGen, n: int, args: argparse.Namespa
     time.sleep(max(0.0, stop - time.monotonic()))
     cpu1 = proc_cpu_seconds(server.pid)
     res = lg.finish_run(args.window)
+    gc_objects, gc_ms = server.gc_report()
     res.update(
         connections=n,
+        gc_objects=gc_objects,
+        gc_ms=gc_ms,
         idle_cpu_pct=(cpu_b - cpu_a) / args.idle * 100,
         cpu_pct=(cpu1 - cpu0) / args.window * 100,
         cpu_us_per_call=(cpu1 - cpu0) / res["calls"] * 1e6 if res["calls"] else float("nan"),
@@ -225,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['cpu_pct']:.0f}% ({r['cpu_us_per_call']:.0f} µs/call), "
                     f"idle {r['idle_cpu_pct']:.1f}%; "
                     f"RSS {r['rss_mib']:.0f} MiB ({r['kib_per_conn']:.1f} KiB/station), peak "
-                    f"{r['hwm_mib']:.0f} MiB; load {r['load']:.1f}",
+                    f"{r['hwm_mib']:.0f} MiB; full GC {r['gc_ms']:.0f} ms over {r['gc_objects']:,} objects; "
+                    f"load {r['load']:.1f}",
                     flush=True,
                 )
                 if current < n:
@@ -263,15 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| stations | open s | heartbeats/s | p50 ms | p99 ms | max ms | CPU % | CPU µs/call | idle CPU % "
-        "| RSS MiB | KiB/station | KiB/added station | load |"
+        "| RSS MiB | KiB/station | KiB/added station | full GC ms | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['connections']:,} | {r['open_s']:.1f} | {r['calls_per_s']:,.0f} | {r['p50_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['max_ms']:.0f} | {r['cpu_pct']:.0f} | {r['cpu_us_per_call']:.0f} | "
             f"{r['idle_cpu_pct']:.1f} | {r['rss_mib']:.0f} | {r['kib_per_conn']:.1f} | "
-            f"{r['kib_marginal']:.1f} | "
+            f"{r['kib_marginal']:.1f} | {r['gc_ms']:.0f} | "
             f"{r['load']:.1f} |"
         )
     if storm_res is not None:

@@ -4,7 +4,9 @@ Usage::
 
     python benchmarks/e2e_server.py --impl os3p|peer|floor|central|peer-sync [--port PORT] [--host 127.0.0.1]
 
-Prints ``READY <impl> port=<port> pid=<pid>`` once it listens, and stops on SIGTERM (or SIGINT).
+Prints ``READY <impl> port=<port> pid=<pid>`` once it listens, and stops on SIGTERM (or SIGINT).  On SIGUSR1
+it runs a full garbage collection and prints ``GC objects=<n> full_collect_ms=<ms>`` (the stall every
+connection would feel).
 
 Implementations (every one answers BootNotification, Heartbeat and MeterValues):
 
@@ -68,6 +70,23 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _gc_report() -> None:
+    """On SIGUSR1: how many objects a full collection walks, and how long it stalls the loop (ms)."""
+    import gc
+    import time
+
+    t0 = time.perf_counter()
+    gc.collect()
+    ms = (time.perf_counter() - t0) * 1e3
+    print(f"GC objects={len(gc.get_objects())} full_collect_ms={ms:.1f}", flush=True)
+
+
+async def _gc_reporter() -> None:
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            _gc_report()
+
+
 async def _until_signal(cancel: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
@@ -128,6 +147,7 @@ async def serve_os3p(host: str, port: int) -> None:
                 task_status=task_status,
             )
         )
+        nursery.start_soon(_gc_reporter)
         _ready("os3p", server.port)
         await _until_signal(nursery.cancel_scope)
 
@@ -143,10 +163,11 @@ async def serve_central(host: str, port: int) -> None:
             open_central_service(
                 store, CentralConfig(open_registration=True), host=host, port=port, files=files
             ) as service,
+            trio.open_nursery() as nursery,
         ):
+            nursery.start_soon(_gc_reporter)
             _ready("central", service.server.port)
-            with trio.CancelScope() as scope:
-                await _until_signal(scope)
+            await _until_signal(nursery.cancel_scope)
 
 
 # --- floor --------------------------------------------------------------------------------------------------
@@ -194,6 +215,7 @@ async def serve_floor(host: str, port: int) -> None:
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
+        nursery.start_soon(_gc_reporter)
         _ready("floor", int(listeners[0].socket.getsockname()[1]))
         await _until_signal(nursery.cancel_scope)
 
@@ -254,6 +276,7 @@ async def serve_peer(host: str, port: int, *, sync_validation: bool) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _gc_report)
     async with serve(handler, host, port, subprotocols=[Subprotocol(SUBPROTOCOL)], backlog=4096) as server:
         sock_port = next(iter(server.sockets)).getsockname()[1]
         _ready("peer-sync" if sync_validation else "peer", int(sock_port))
