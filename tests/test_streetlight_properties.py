@@ -3,11 +3,15 @@
 The oracle below is written from STREETLIGHT-SEMANTICS alone and shares no code with
 ``os3p_core._streetlight``: it answers "is the light on at instant t?" by finding the OS³P day that contains
 t, the winning profile of that day (from the wire dicts), and each period's instants with plain ``datetime``
-arithmetic.  Sun times come from ``os3p_core.sun_times``, which ``test_sun.py`` checks against published
-tables and an independent sun model.
+arithmetic.  The one thing it shares is the sun: Sunset(D) / Sunrise(D) come from ``os3p_core.sun_times``,
+an input to the schedule engine that ``test_sun.py`` checks on its own (published tables, astral's solver, an
+independent Almanac sun model); a second sun model here could not agree to the millisecond anyway.
 
-We evaluate it minute by minute over each day (at a random second within the minute, plus every boundary ± 1
-ms) and compare with the store's answers.
+We evaluate it minute by minute over each day (at a random second within the minute), at every boundary the
+store reports ± 1 ms, and at every instant where the oracle itself can change (its own period points ± 1 ms),
+so the comparison is exact over the whole window, periods shorter than a minute included.  The switching
+timeline is checked the same way up to its next switch, and walked switch by switch over sparse stacks (days
+without any profile in between).
 """
 
 from __future__ import annotations
@@ -112,6 +116,27 @@ def oracle_on(profiles: list[dict[str, Any]], t: dt.datetime, site: SiteLocation
     return False
 
 
+def oracle_breakpoints(profiles: list[dict[str, Any]], day: dt.date, site: SiteLocation) -> list[dt.datetime]:
+    """Every instant of day D's window at which :func:`oracle_on` can change its answer.
+
+    Inside one window the winning profile is fixed, so the oracle's answer is constant between the window
+    start and the (clipped) start and end points of the periods; evaluating it there and 1 ms before each
+    point checks the whole window exactly, not just at the minute samples.  All profiles' points are listed
+    (a superset of the winner's), computed with the oracle's own :func:`point_instant`.
+    """
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    w0, w1 = noon(day, zone), noon(day + dt.timedelta(days=1), zone)
+    out = {w0}
+    for p in profiles:
+        for period in p["daySchedule"]:
+            for point in (period["start"], period["end"]):
+                t = point_instant(point, day, site)
+                if w0 <= t < w1:
+                    out.add(t)
+    return sorted(out)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Random profile stacks
 # ----------------------------------------------------------------------------------------------------------
@@ -196,6 +221,9 @@ def test_effective_schedule_matches_oracle(
     one_ms = dt.timedelta(milliseconds=1)
     for start, end in sched.periods:
         samples += [x for x in (start - one_ms, start, end - one_ms, end) if w0 <= x < w1]
+    # And every instant where the oracle itself can change (periods shorter than a minute included).
+    for x in oracle_breakpoints(profiles, day, site):
+        samples += [y for y in (x - one_ms, x) if w0 <= y < w1]
     for t in samples:
         assert sched.is_on(t) == oracle_on(profiles, t, site), t
     # The wire payload is the same intervals, printed as local time.
@@ -208,6 +236,32 @@ def test_effective_schedule_matches_oracle(
         return local.strftime("%H:%M:%S") + (f".{ms:03d}" if ms else "")
 
     assert printed == [[text(s), text(e)] for s, e in sched.periods]
+
+
+def check_state(profiles: list[dict[str, Any]], site: SiteLocation, at: dt.datetime, state: Any) -> None:
+    """``state`` (from ``switching_state(at)``) agrees with the oracle from ``at`` up to its next switch."""
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    assert state.on == oracle_on(profiles, at, site)
+    horizon_end = state.next_switch if state.next_switch is not None else state.checked_until
+    # Constant from `at` up to the switch: brute force minute by minute over the first day ...
+    t = at
+    while t < min(horizon_end, at + dt.timedelta(days=1)):
+        assert oracle_on(profiles, t, site) == state.on, t
+        t += dt.timedelta(minutes=1)
+    # ... and exactly over the whole stretch: at every instant where the oracle could change, day by day up
+    # to the switch (or the horizon), so no short period on a far day slips between samples.
+    one_ms = dt.timedelta(milliseconds=1)
+    d, last = oracle_day(at, zone), oracle_day(horizon_end - one_ms, zone)
+    while d <= last:
+        for x in oracle_breakpoints(profiles, d, site):
+            if at < x < horizon_end:
+                assert oracle_on(profiles, x, site) == state.on, x
+        d += dt.timedelta(days=1)
+    if state.next_switch is not None:
+        assert state.next_switch > at
+        assert oracle_on(profiles, state.next_switch - one_ms, site) == state.on
+        assert oracle_on(profiles, state.next_switch, site) != state.on
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,19 +280,47 @@ def test_switching_timeline_matches_oracle(
     assert isinstance(zone, ZoneInfo)
     at = noon(day, zone) + dt.timedelta(minutes=minute, milliseconds=ms)
     state = store.switching_state(3, at, site, horizon_days=60)
-    assert state.on == oracle_on(profiles, at, site)
-    horizon_end = state.next_switch if state.next_switch is not None else state.checked_until
-    # Constant from `at` up to the switch: minute by minute over the first two days, then every 30 minutes.
-    t, step = at, dt.timedelta(minutes=1)
-    while t < horizon_end:
-        assert oracle_on(profiles, t, site) == state.on, t
-        if t - at > dt.timedelta(days=2):
-            step = dt.timedelta(hours=2)
-        t += step
+    check_state(profiles, site, at, state)
     if state.next_switch is not None:
-        one_ms = dt.timedelta(milliseconds=1)
-        assert state.next_switch > at
-        assert oracle_on(profiles, state.next_switch - one_ms, site) == state.on
-        assert oracle_on(profiles, state.next_switch, site) != state.on
         # Walking the timeline: the next state is the flipped one.
         assert store.switching_state(3, state.next_switch, site, horizon_days=60).on != state.on
+
+
+@st.composite
+def sparse_stacks(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Stacks whose profiles apply on few days (Weekly, None, short Daily ranges), all starting in the two
+    months after 2025-01-01: the timeline has days without any profile and must jump over them."""
+    count = draw(st.integers(1, 4))
+    levels = draw(st.lists(st.integers(0, 16), min_size=count, max_size=count, unique=True))
+    out = []
+    for i, level in enumerate(levels):
+        kind = draw(st.sampled_from(["Daily", "Weekly", "Weekly", "None", "None"]))
+        start = START + dt.timedelta(days=draw(st.integers(0, 60)))
+        p: dict[str, Any] = {"profileId": i, "stackLevel": level, "recurrencyKind": kind}
+        p["validFrom"] = f"{start}T00:00:00"
+        if kind != "None" and draw(st.booleans()):
+            p["validTo"] = f"{start + dt.timedelta(days=draw(st.integers(0, 30)))}T00:00:00"
+        elif kind == "Daily":
+            p["validTo"] = f"{start + dt.timedelta(days=draw(st.integers(0, 3)))}T00:00:00"
+        p["daySchedule"] = draw(periods)
+        out.append(p)
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(profiles=sparse_stacks(), site=st.sampled_from(SITES), minute=st.integers(0, 24 * 60))
+def test_walking_a_sparse_timeline_matches_oracle(
+    profiles: list[dict[str, Any]], site: SiteLocation, minute: int
+) -> None:
+    """Follow next_switch from before the first profile for up to 8 switches: every state and every jump over
+    days without a profile agrees with the oracle."""
+    store = install(profiles)
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    at = noon(START - dt.timedelta(days=3), zone) + dt.timedelta(minutes=minute)
+    for _ in range(8):
+        state = store.switching_state(3, at, site, horizon_days=120)
+        check_state(profiles, site, at, state)
+        if state.next_switch is None:
+            break
+        at = state.next_switch
