@@ -118,9 +118,15 @@ Sent = list[tuple[str, dict[str, Any]]]
 
 
 async def _run(
-    station: Station, store: SQLiteStore, until_done: Callable[[Sent], bool], max_virtual: float
+    station: Station,
+    store: SQLiteStore,
+    until_done: Callable[[Sent], bool],
+    max_virtual: float,
+    downloads: list[float] | None = None,
 ) -> Sent:
-    """Drive the station with a clock that jumps to its deadlines (transfers are real HTTP on loopback)."""
+    """Drive the station with a clock that jumps to its deadlines (transfers are real HTTP on loopback).
+
+    ``downloads`` collects the virtual instant of every download attempt."""
     sent: Sent = []
     pending: list[Download | Upload | Reboot] = []
     clock = [station.now]
@@ -138,6 +144,8 @@ async def _run(
             if isinstance(effect, Reboot):
                 sent.append(("<reboot>", {"firmwareVersion": effect.firmware_version}))
                 continue
+            if isinstance(effect, Download) and downloads is not None:
+                downloads.append(clock[0])
             apply(await perform_transfer(station, effect, store, lambda: clock[0]))
             continue
         t = station.next_deadline()
@@ -163,7 +171,7 @@ async def test_firmware_update_end_to_end_with_retries(
         "UpdateFirmware",
         {
             "location": f"{base}/fw/2.0.0.bin",
-            "retrieveDate": "2025-06-01T14:00:00+02:00",
+            "retrieveDate": "2025-06-01T16:00:00+02:00",  # two hours after t0 (14:00 UTC)
             "retries": 3,
             "retryInterval": 20,
             "requestId": "upd-1",
@@ -171,11 +179,14 @@ async def test_firmware_update_end_to_end_with_retries(
         t0,
     )
     store.apply("SUB-FW", out.change, t0)
-    sent = await _run(station, store, lambda s: any(a == "<reboot>" for a, _ in s), t0 + 3600)
+    downloads: list[float] = []
+    sent = await _run(station, store, lambda s: any(a == "<reboot>" for a, _ in s), t0 + 3 * 3600, downloads)
     statuses = [p["status"] for a, p in sent if a == "FirmwareStatusNotification"]
     assert statuses == ["Downloading", "Downloading", "Downloading", "Downloaded", "Installing", "Installed"]
     assert all(p.get("requestId") == "upd-1" for a, p in sent if a == "FirmwareStatusNotification")
     assert app.gets == 3
+    # Nothing before retrieveDate; then an attempt every retryInterval seconds until one succeeds.
+    assert downloads == [t0 + 7200, t0 + 7220, t0 + 7240]
     assert sent[-1] == ("<reboot>", {"firmwareVersion": "2.0.0"})
     # The reboot: a new station from the store boots with the new version and needs a BootNotification.
     rebooted = Station("SUB-FW", StationConfig(), seed=1, now=t0 + 3600, stored=store.load("SUB-FW"))
