@@ -31,7 +31,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, TextIO
+from typing import Any, Literal, NoReturn, TextIO
 
 import attrs
 import httpx
@@ -405,14 +405,17 @@ async def run_fleet(url: str, count: int, *, prefix: str = "SIM", ramp: float = 
                     duration: float | None = None, store: StationStore | None = None,
                     password: str | None = None, time_scale: float = 1.0, seed: int | str = 0,
                     config: StationConfig | None = None, client_config: ClientConfig | None = None,
-                    progress: TextIO | None = sys.stderr, json_path: str | None = None,
+                    progress: TextIO | Literal["stderr"] | None = "stderr", json_path: str | None = None,
                     stats: FleetStats | None = None,
                     task_status: trio.TaskStatus[FleetStats] = trio.TASK_STATUS_IGNORED) -> FleetStats:
     """Run ``count`` stations named ``<prefix>-00001``... in this process, starting ``ramp`` per second.
 
     Runs for ``duration`` seconds (forever when None, until cancelled), printing a progress line every second
-    to ``progress``; returns the statistics, and writes them as JSON to ``json_path``.
+    to ``progress`` (``"stderr"``: whatever ``sys.stderr`` is when the fleet starts; ``None``: silent) and the
+    summary at the end; returns the statistics, and writes them as JSON to ``json_path``.
     """
+    if isinstance(progress, str):
+        progress = sys.stderr
     if count < 1 or ramp <= 0:
         raise ValueError("count must be ≥ 1 and ramp > 0")
     stats = stats or FleetStats()

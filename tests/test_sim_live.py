@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -188,23 +189,41 @@ async def test_fleet_of_200_stations_boots_and_heartbeats(central: tuple[Central
     assert sorted(store.identities())[:2] == ["FLEET-00001", "FLEET-00002"]
 
 
-def test_cli_fleet_writes_statistics(tmp_path: Path) -> None:
-    """``os3p-sim fleet`` end to end in a subprocess-free way: a server in a thread-free trio run."""
+def test_cli_fleet_writes_statistics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``os3p-sim fleet`` end to end in a subprocess-free way: a server in a thread-free trio run.
+
+    Every flag of the issue (--url --count --prefix --ramp --duration --state --json), the live progress line
+    (connected, booted, messages per second, latency p50/p99, errors) and the final summary."""
     out = tmp_path / "stats.json"
 
     async def scenario() -> None:
         app = Central(heartbeat_interval=1)
         async with open_central_system(app.router, 0, host="127.0.0.1") as server:
             url = f"ws://127.0.0.1:{server.port}/OS3P"
-            await trio.to_thread.run_sync(main, ["fleet", "--url", url, "--count", "5", "--ramp", "50",
-                                                 "--duration", "4", "--json", str(out),
-                                                 "--state", str(tmp_path / "cli.db")])
-            assert len({i for (i, a) in app.counts if a == "BootNotification"}) == 5
+            code = await trio.to_thread.run_sync(main, [
+                "fleet", "--url", url, "--count", "5", "--prefix", "LAMP", "--ramp", "50", "--duration", "4",
+                "--json", str(out), "--state", str(tmp_path / "cli.db")])
+            assert code == 0
+            booted = {i for (i, a) in app.counts if a == "BootNotification"}
+            assert booted == {f"LAMP-{n:05d}" for n in range(1, 6)}
 
     trio.run(scenario)
     summary = json.loads(out.read_text())
+    assert summary["stations"] == 5
     assert summary["booted"] == 5
     assert summary["stationsWithHeartbeat"] == 5
+    assert summary["errors"] == 0
+    assert summary["latencyP50Ms"] <= summary["latencyP99Ms"]
+    stored = sorted(SQLiteStore(str(tmp_path / "cli.db")).identities())
+    assert stored == [f"LAMP-{n:05d}" for n in range(1, 6)]
+    # The live progress line, rewritten in place once a second, then the summary.
+    err = capsys.readouterr().err
+    lines = [line for line in err.split("\r") if line.startswith("connected ")]
+    assert len(lines) >= 3
+    pattern = r"connected 5/5  booted 5  msg/s [0-9.]+  p50 [0-9.]+ ms  p99 [0-9.]+ ms  errors 0\s*"
+    last = lines[-1].split("\n")[0]  # the summary follows the last progress line
+    assert re.fullmatch(pattern, last), last
+    assert json.loads(err[err.index("\n{"):])["booted"] == 5
 
 
 async def test_time_scale_runs_the_schedule_faster(central: tuple[Central, CentralSystemServer],
