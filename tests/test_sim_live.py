@@ -32,7 +32,17 @@ from os3p_sim import (
     main,
     run_fleet,
 )
-from os3p_trio import CentralSystemServer, ClientConfig, Router, Session, open_central_system
+from os3p_trio import (
+    CentralSystemServer,
+    ClientConfig,
+    InMemoryRegistry,
+    Router,
+    ServerConfig,
+    Session,
+    StationRecord,
+    hash_authorization_key,
+    open_central_system,
+)
 
 STATION_ACTIONS = ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification",
                    "StreetlightStatusNotification", "StreetlightModeStatusNotification",
@@ -299,23 +309,29 @@ async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
     assert station.stats.dead_letters == 2
 
 
-async def test_cli_run_one_station_until_interrupted(central: tuple[Central, CentralSystemServer],
-                                                     tmp_path: Path) -> None:
-    """``os3p-sim run`` in a subprocess: boots, heartbeats, stops on SIGINT; its state file survives."""
-    app, server = central
+async def test_cli_run_one_station_until_interrupted(tmp_path: Path) -> None:
+    """``os3p-sim run`` in a subprocess with every flag of the issue (--url --identity --password --state
+    --time-scale): authenticates with HTTP Basic, boots, heartbeats, stops on SIGINT; its state file
+    survives."""
+    app = Central(heartbeat_interval=1)
+    secret, password = b"a server secret of 32 bytes ....", "sixteen+ chars key"
+    registry = InMemoryRegistry([StationRecord("CLI 1", hash_authorization_key(secret, "CLI 1", password))])
     state = tmp_path / "one.db"
-    url = f"ws://127.0.0.1:{server.port}/OS3P"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-c", "import sys; from os3p_sim.cli import main; sys.exit(main())", "run",
-         "--url", url, "--identity", "CLI 1", "--state", str(state), "--firmware-version", "7.7"], env=env)
-    try:
-        with trio.fail_after(30):
-            await app.wait_for(lambda: app.counts[("CLI 1", "Heartbeat")] >= 1)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        with trio.fail_after(20):
-            code = await proc.wait()
+    async with open_central_system(app.router, 0, host="127.0.0.1", registry=registry,
+                                   config=ServerConfig(auth_secret=secret)) as server:
+        url = f"ws://127.0.0.1:{server.port}/OS3P"
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-c", "import sys; from os3p_sim.cli import main; sys.exit(main())", "run",
+             "--url", url, "--identity", "CLI 1", "--password", password, "--state", str(state),
+             "--time-scale", "60", "--firmware-version", "7.7"], env=env)
+        try:
+            with trio.fail_after(30):
+                await app.wait_for(lambda: app.counts[("CLI 1", "Heartbeat")] >= 1)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            with trio.fail_after(20):
+                code = await proc.wait()
     assert code == 130
     assert app.of("CLI 1", "BootNotification")[0]["firmwareVersion"] == "7.7"
     stored = SQLiteStore(str(state)).load("CLI 1")
