@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 from zoneinfo import ZoneInfo
 
 import attrs
@@ -119,14 +119,18 @@ async def run_demo(
     duration: float = 60.0,
     time_scale: float = 120.0,
     db: Path | None = None,
-    out: TextIO | None = sys.stdout,
+    out: TextIO | Literal["stdout"] | None = "stdout",
     firmware_version: str = "2.0.0",
     lead_seconds: float = 6.0,
 ) -> DemoSummary:
     """Run the demo for ``duration`` real seconds (after the fleet booted) and return its summary.
 
-    ``lead_seconds``: real seconds between the start and today's sunset on the stations' clock.
+    ``lead_seconds``: real seconds between the start and today's sunset on the stations' clock.  ``out``
+    receives the status lines and the summary (``"stdout"``: whatever ``sys.stdout`` is when the demo starts;
+    ``None``: silent).
     """
+    if isinstance(out, str):
+        out = sys.stdout
     if stations < 1 or duration <= 0 or time_scale <= 0:
         raise ValueError("stations ≥ 1, duration > 0 and time scale > 0")
     started = time.monotonic()
