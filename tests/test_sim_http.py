@@ -81,8 +81,9 @@ class FileServer:
         await send({"type": "http.response.body", "body": out})
 
 
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
+async def serve_files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
+    """A :class:`FileServer` on 127.0.0.1 (port 0) for one test: (app, base URL).  Also used by
+    test_sim_live."""
     app = FileServer()
     config = HyperConfig()
     config.bind = ["127.0.0.1:0"]
@@ -97,6 +98,9 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]
                                                  shutdown_trigger=shutdown_trigger))
     yield app, urls[0]
     done.set()
+
+
+server = pytest.fixture(serve_files, name="server")
 
 
 async def test_download_and_upload_primitives(server: tuple[FileServer, str]) -> None:

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve
-from test_sim_http import FileServer
+from test_sim_http import FileServer, serve_files
 
 from os3p_core import ErrorCode, ProfileStore, ProtocolError, SiteLocation, structure_request, unstructure
 from os3p_sim import (
@@ -98,22 +96,7 @@ async def central() -> AsyncIterator[tuple[Central, CentralSystemServer]]:
         yield app, server
 
 
-@pytest.fixture
-async def files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
-    app = FileServer()
-    config = HyperConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
-    done = trio.Event()
-
-    async def shutdown_trigger() -> None:
-        await done.wait()
-
-    urls = await nursery.start(functools.partial(serve, app, config,  # type: ignore[arg-type]
-                                                 shutdown_trigger=shutdown_trigger))
-    yield app, urls[0]
-    done.set()
+files = pytest.fixture(serve_files, name="files")
 
 
 async def _call(server: CentralSystemServer, identity: str, action: str, payload: dict[str, Any]) -> Any:

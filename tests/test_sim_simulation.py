@@ -9,23 +9,12 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sim_station import SPEC_PROFILE
 
 from os3p_core import ProfileStore, SiteLocation
 from os3p_sim import FaultPlan, LocalSwitch, Simulation, StationConfig
 
-SPEC_PROFILE: dict[str, Any] = {
-    "contactorId": 1,
-    "clearAllSchedules": True,
-    "streetlightProfiles": [{
-        "profileId": 1, "stackLevel": 2, "recurrencyKind": "Daily",
-        "validFrom": "2015-06-06T00:00:00", "validTo": "2019-09-06T00:00:00",
-        "daySchedule": [
-            {"start": {"kind": "Sunset", "offset": 3600}, "end": {"kind": "Absolute", "time": "01:00:00"}},
-            {"start": {"kind": "Absolute", "time": "06:00:00"}, "end": {"kind": "Sunrise", "offset": 0}},
-        ],
-    }],
-}
-#: A second contactor with a weekly profile, so that two contactors interleave in the outbox.
+#: A second contactor, on all night (Daily, sunset to sunrise): two contactors interleave in the outbox.
 NIGHT_PROFILE: dict[str, Any] = {
     "contactorId": 2,
     "streetlightProfiles": [{
