@@ -38,10 +38,12 @@ def classify_error(code: str) -> Disposition:
 
 @attrs.frozen
 class Backoff:
-    """Exponential back-off with full jitter between retries of one outbox entry.
+    """Exponential back-off with jitter between retries of one outbox entry.
 
-    Defaults: 2 s after the first failure, doubling, at most 5 min.  Full jitter (a uniform draw in [0, cap])
-    spreads a fleet's retries after a Central System outage instead of synchronising them.
+    Defaults: 2 s after the first failure, doubling, at most 5 min.  The delay is a uniform draw in
+    [cap/2, cap] ("equal jitter"): it spreads a fleet's retries after a Central System outage instead of
+    synchronising them, and still guarantees each retry waits at least half the cap (full jitter, [0, cap],
+    would let a failing entry be retried almost at once, again and again).
     """
 
     initial: float = 2.0
