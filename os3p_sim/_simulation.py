@@ -84,7 +84,7 @@ MAX_EVENTS = 50_000_000
 class _Timer:
     __slots__ = ("cancelled", "fn")
 
-    def __init__(self, fn: Callable[[], None]) -> None:
+    def __init__(self, fn: Callable[[], object]) -> None:
         self.fn = fn
         self.cancelled = False
 
@@ -101,12 +101,13 @@ class VirtualLoop:
         self._seq = itertools.count()
         self.fired = 0
 
-    def at(self, t: float, fn: Callable[[], None]) -> _Timer:
+    def at(self, t: float, fn: Callable[[], object]) -> _Timer:
+        """Run ``fn`` at virtual time ``t`` (its return value is ignored)."""
         timer = _Timer(fn)
         heapq.heappush(self._heap, (max(t, self.now), next(self._seq), timer))
         return timer
 
-    def after(self, delay: float, fn: Callable[[], None]) -> _Timer:
+    def after(self, delay: float, fn: Callable[[], object]) -> _Timer:
         return self.at(self.now + max(0.0, delay), fn)
 
     def run_until(self, end: float) -> None:
@@ -768,8 +769,9 @@ class Simulation:
     def run_for(self, seconds: float) -> None:
         self.loop.run_until(self.loop.now + seconds)
 
-    def at(self, when: float | datetime, fn: Callable[[], None]) -> None:
-        """Schedule a scenario step (a Central System call, a local switch...) at a virtual instant."""
+    def at(self, when: float | datetime, fn: Callable[[], object]) -> None:
+        """Schedule a scenario step (a Central System call, a local switch...) at a virtual instant; what
+        ``fn`` returns is ignored."""
         self.loop.at(when.timestamp() if isinstance(when, datetime) else float(when), fn)
 
     @property

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from os3p_core._validation import validate_request
+from os3p_core import validate_request
 from os3p_sim import (
     Contactors,
+    Download,
     FaultConfig,
     FaultIndicators,
     Firmware,
@@ -23,7 +24,9 @@ from os3p_sim import (
     LocalSwitch,
     MeterProfile,
     MeterReading,
+    MeterState,
     OverrideAction,
+    Reboot,
     TransferConfig,
     Uploads,
     advance_meters,
@@ -32,7 +35,6 @@ from os3p_sim import (
     parse_firmware_image,
     sample_meters,
 )
-from os3p_sim._meters import MeterState
 
 AMS = ZoneInfo("Europe/Amsterdam")
 T0 = datetime(2025, 12, 21, 12, 0, tzinfo=UTC).timestamp()
@@ -286,11 +288,12 @@ def test_firmware_update_happy_path() -> None:
     fw, notes, effects = fw.on_timer(T0 + 100, cfg)
     assert notes == [{"status": "Downloading", "requestId": "r1"}]
     (dl,) = effects
+    assert isinstance(dl, Download)
     fw, notes = fw.download_finished(dl.token, b"OS3PSIM-FIRMWARE 2.0.1\nbinary...", T0 + 105, cfg)
     assert [n["status"] for n in notes] == ["Downloaded", "Installing"]
     fw, notes, effects = fw.on_timer(T0 + 115, cfg)
     assert notes == [{"status": "Installed", "requestId": "r1"}]
-    assert effects[0].firmware_version == "2.0.1"
+    assert effects == [Reboot("2.0.1")]
     assert fw.phase is FirmwarePhase.IDLE
     assert fw.reported_status() == {"status": "None"}
     for n in notes:
@@ -302,10 +305,12 @@ def test_firmware_retries_then_fails_and_superseded_attempts_are_ignored() -> No
     fw = Firmware().update({"location": "http://x/fw", "retrieveDate": TS, "retries": 2, "retryInterval": 30},
                            T0, T0, cfg)
     fw, notes, (dl,) = fw.on_timer(T0, cfg)
+    assert isinstance(dl, Download)
     fw, notes = fw.download_finished(dl.token, None, T0 + 1, cfg)
     assert notes == []
     assert fw.timer_at == T0 + 31
     fw, notes, (dl2,) = fw.on_timer(T0 + 31, cfg)
+    assert isinstance(dl2, Download)
     assert dl2.attempt == 2
     stale = Firmware.from_json(fw.to_json())
     fw, notes = fw.download_finished(dl2.token - 1, b"OS3PSIM-FIRMWARE 9\n", T0 + 32, cfg)
@@ -316,6 +321,7 @@ def test_firmware_retries_then_fails_and_superseded_attempts_are_ignored() -> No
     assert fw.phase is FirmwarePhase.IDLE
     bad = Firmware().update({"location": "http://x", "retrieveDate": TS}, T0, T0, cfg)
     bad, _, (dl3,) = bad.on_timer(T0, cfg)
+    assert isinstance(dl3, Download)
     bad, notes = bad.download_finished(dl3.token, b"not firmware", T0, cfg)
     assert [n["status"] for n in notes] == ["Downloaded", "Installing", "InstallationFailed"]
     assert parse_firmware_image(b"OS3PSIM-FIRMWARE 1.2.3\n") == "1.2.3"
@@ -372,15 +378,15 @@ def test_contactor_invariants_under_any_command_sequence(
         before = c.lights
         if kind == "schedule":
             scheduled = sched_on
-            c, events = c.settle(lambda i, s=scheduled: i in s, TS)
+            c, events = c.settle(scheduled.__contains__, TS)
         elif kind == "local":
-            c, events = c.set_local_switch(position, lambda i, s=scheduled: i in s, TS)
+            c, events = c.set_local_switch(position, scheduled.__contains__, TS)
         else:
             local_active = c.local is not LocalSwitch.AUTO
             if kind == "override":
-                status, c, events = c.override(cid, action, lambda i, s=scheduled: i in s, TS)
+                status, c, events = c.override(cid, action, scheduled.__contains__, TS)
             else:
-                status, c, events = c.resume(cid, lambda i, s=scheduled: i in s, TS)
+                status, c, events = c.resume(cid, scheduled.__contains__, TS)
             assert (status.value == "RejectedLocalOverride") == local_active
         switched = [(e.payload["contactorId"], e.payload["status"] == "On") for e in events
                     if e.action == "StreetlightStatusNotification"]

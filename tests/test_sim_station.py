@@ -6,8 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from os3p_core import ProfileStore, SiteLocation
-from os3p_core._validation import validate_request, validate_response
+from os3p_core import ProfileStore, SiteLocation, validate_request, validate_response
 from os3p_sim import (
     Change,
     Download,

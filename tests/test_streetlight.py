@@ -142,7 +142,7 @@ def test_response_payload_shape_and_at_literal_date() -> None:
 
 
 def test_typed_payloads_give_the_same_answers() -> None:
-    from os3p_core._converter import structure_request
+    from os3p_core import structure_request
 
     wire = copy.deepcopy(SPEC_PROFILE)
     typed_store, wire_store = ProfileStore(), ProfileStore()
@@ -239,8 +239,8 @@ def intervals(
     ]
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
 
 
 def test_spring_forward_day() -> None:
@@ -462,7 +462,7 @@ REJECTED_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("contactorId 0", request(0, GOOD), "contactorId"),
     ("contactorId 5", request(5, GOOD), "contactorId"),
     ("no profiles", request(1), "at least one"),
-    ("stackLevel a boolean", request(1, profile(1, True, NIGHT)), "stackLevel"),  # type: ignore[arg-type]
+    ("stackLevel a boolean", request(1, profile(1, True, NIGHT)), "stackLevel"),
     ("negative profileId", request(1, profile(-1, 1, NIGHT)), "profileId"),
     ("clearAllSchedules not boolean", {**request(1, GOOD), "clearAllSchedules": "yes"}, "boolean"),
     # Atomic: one bad profile among good ones rejects the whole request, clearAllSchedules included.

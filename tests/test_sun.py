@@ -17,8 +17,8 @@ import math
 from zoneinfo import ZoneInfo
 
 import pytest
-from astral import Observer
-from astral.sun import SunDirection, time_at_elevation
+from astral import Observer, SunDirection
+from astral.sun import time_at_elevation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
