@@ -128,8 +128,15 @@ def test_calls_of_the_central_system() -> None:
     assert call("TestMVFaultIndicator", {}).response == {"status": "RejectedAlreadyFaulted"}
     assert call("ResetMVFaultIndicator", {}).response == {"status": "Accepted"}
     assert call("SetStreetlightProfile", SPEC_PROFILE).response == {"status": "Accepted"}
-    assert call("GetEffectiveStreetlightDaySchedule", {"contactorId": 1, "at": "2015-12-21T00:00:00"}
-                ).response is not None
+    # SEM: GetEffectiveStreetlightDaySchedule reports the schedule, not the override mode.
+    assert call("OverrideStreetlight", {"contactorId": 1, "action": "Off"}).response == {"status": "Accepted"}
+    get = {"contactorId": 1, "at": "2015-12-21T00:00:00"}
+    reference = ProfileStore()
+    reference.set_streetlight_profile(SPEC_PROFILE)
+    answer = call("GetEffectiveStreetlightDaySchedule", get).response
+    assert answer == reference.get_effective_day_schedule(get, AMS)
+    assert answer is not None
+    assert len(answer["daySchedule"]) == 2
     assert call("ClearSingleStreetlightProfile", {"profileId": 99}).response == {"status": "Unknown"}
     # TriggerMessage serves all eight kinds, answering first and sending fresh information.
     kinds = ["BootNotification", "GetFileStatusNotification", "FirmwareStatusNotification", "Heartbeat",
