@@ -211,6 +211,17 @@ class Contactors:
         ids: Sequence[int] = CONTACTOR_IDS if contactor_id is None else (contactor_id,)
         return [_mode_event(cid, self.mode(cid), timestamp) for cid in ids]
 
+    def mode_event(self, contactor_id: int | None, timestamp: str) -> StreetlightEvent:
+        """ONE mode notification (TriggerMessage while not Accepted, PROTOCOL-DECISIONS §5: one message per
+        trigger).  Without ``contactor_id``: the station-wide form without ``contactorId`` (§M6.7: "if left
+        out the mode is valid for all contactors") when all four share a mode, else contactor 1's."""
+        if contactor_id is None:
+            modes = {self.mode(cid) for cid in CONTACTOR_IDS}
+            if len(modes) == 1:
+                return _mode_event(None, modes.pop(), timestamp)
+            contactor_id = CONTACTOR_IDS[0]
+        return _mode_event(contactor_id, self.mode(contactor_id), timestamp)
+
     def status_events(self, contactor_id: int | None, timestamp: str) -> list[StreetlightEvent]:
         """Current output(s) for TriggerMessage(StreetlightStatusNotification)."""
         ids: Sequence[int] = CONTACTOR_IDS if contactor_id is None else (contactor_id,)

@@ -184,6 +184,25 @@ class FaultIndicators:
             events.append(_notification("Faulted", "MVFaultIndicatorError", timestamp, test=True))
         return events or [_notification("Ok", "NoError", timestamp)]
 
+    def station_status_event(self, timestamp: str) -> dict[str, Any]:
+        """The station's status as a whole in ONE StatusNotification (TriggerMessage while not Accepted).
+
+        PROTOCOL-DECISIONS §5 allows a Pending station one message per TriggerMessage, so the per-alarm
+        form of :meth:`status_events` cannot be used.  §M6.6: ``status`` is "the status of the transformer
+        station as a whole"; the message describes one alarm (a real one before a test one, so ``test`` is
+        set only when every alarm is a test), and ``info`` names the other alarms, if any.
+        """
+        alarms = [(i.kind.value, i.alarm is Alarm.TEST) for i in self.indicators if i.alarm is not Alarm.NONE]
+        if self.opto_error:
+            alarms.append(("MVFaultIndicatorError", True))
+        if not alarms:
+            return _notification("Ok", "NoError", timestamp)
+        alarms.sort(key=lambda a: a[1])  # stable: real alarms first, then tests, each in indicator order
+        code, is_test = alarms[0]
+        others = [c for c, _ in alarms[1:]]
+        info = ("also in alarm: " + ", ".join(others))[:128] if others else None
+        return _notification("Faulted", code, timestamp, info=info, test=True if is_test else None)
+
     # -- persistence -------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         return {"opto_error": self.opto_error, "next_fault_at": self.next_fault_at,

@@ -37,7 +37,7 @@ import attrs
 import httpx
 import trio
 
-from os3p_core import ErrorCode, LocalProtocolError, ProtocolError, structure_request, unstructure
+from os3p_core import BootState, ErrorCode, LocalProtocolError, ProtocolError, structure_request, unstructure
 from os3p_trio import (
     CallErrorReceived,
     CallFailure,
@@ -263,7 +263,10 @@ class LiveStation:
             station = self.station
             if station is None:
                 raise ProtocolError("the station is rebooting", ErrorCode.GENERIC_ERROR)
-            out = station.handle_call(action, unstructure(request), self.clock.now())
+            # The boot state of the connection the call came on: while Pending a TriggerMessage gets one
+            # message (PROTOCOL-DECISIONS §5, one credit per trigger in the core).
+            accepted = session.connection.boot_state is BootState.ACCEPTED
+            out = station.handle_call(action, unstructure(request), self.clock.now(), accepted=accepted)
             self._apply(out)
             if action == "ChangeConfiguration" and self.client is not None:
                 # websocketPingInterval (§J6) and HeartbeatInterval take effect at once.

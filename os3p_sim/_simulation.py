@@ -30,7 +30,7 @@ so at-least-once delivery is observable: a duplicate appears exactly where a CAL
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import functools
 import heapq
 import itertools
@@ -367,6 +367,9 @@ class SimStation:
         #: Every durable notification ever appended, in order (ground truth for the tests).
         self.appended: list[tuple[str, dict[str, Any]]] = []
         self.dead: list[tuple[str, dict[str, Any], str]] = []
+        #: Transient calls (heartbeats, meter values, triggered messages) the core refused to send, by action
+        #: (e.g. the periodic MeterValues while Pending, PROTOCOL-DECISIONS §5).
+        self.refused: collections.Counter[str] = collections.Counter()
         self.crashes = 0
         self.boots = 0
 
@@ -471,9 +474,12 @@ class SimStation:
         conn = self.conn
         if conn is None:
             return  # offline: MeterValues stay in the history, triggered answers are moot
-        # Not allowed in this boot state, or the queue is full: a transient message is dropped.
-        with contextlib.suppress(LocalProtocolError):
+        # Not allowed in this boot state, or the queue is full: a transient message is dropped (and counted:
+        # a live station's core refuses it the same way, and the fleet statistics count it as an error).
+        try:
             conn.send(Call(action, payload), self.sim.loop.now)
+        except LocalProtocolError:
+            self.refused[action] += 1
 
     def _effect(self, effect: Download | Upload | Reboot) -> None:
         if isinstance(effect, Reboot):
@@ -603,7 +609,8 @@ class SimStation:
         while (event := conn.next_event()) is not None:
             if isinstance(event, CallReceived):
                 if self.station is not None:
-                    out = self.station.handle_call(event.action.value, event.payload, now)
+                    out = self.station.handle_call(event.action.value, event.payload, now,
+                                                   accepted=conn.boot_state is BootState.ACCEPTED)
                     self._apply(out, response_to=event)
                     self._arm_station_timer()
             elif isinstance(event, BootStateChanged):

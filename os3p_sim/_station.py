@@ -382,8 +382,18 @@ class Station:
         return self._apply_contactors(new, events, now)
 
     # -- calls from the Central System -------------------------------------------------------------------
-    def handle_call(self, action: str, payload: dict[str, Any], now: float) -> Output:
-        """Answer one call of §M7 (``payload`` already schema-valid).  Unknown action → NotImplemented."""
+    def handle_call(self, action: str, payload: dict[str, Any], now: float, *, accepted: bool = True
+                    ) -> Output:
+        """Answer one call of §M7 (``payload`` already schema-valid).  Unknown action → NotImplemented.
+
+        ``accepted``: the connection's boot state is Accepted (now or remembered, PROTOCOL-DECISIONS §5).
+        The driver knows it, the model does not; it matters to TriggerMessage only — while Pending the
+        station may send one message per trigger, so a trigger yields exactly one (see
+        :meth:`_on_TriggerMessage`).
+        """
+        if action == "TriggerMessage":
+            self.now = now
+            return self._on_TriggerMessage(payload, now, accepted=accepted)
         handler = getattr(self, "_on_" + action, None)
         if handler is None:
             return Output(error=("NotImplemented", f"{action} is not implemented by this station"))
@@ -473,8 +483,17 @@ class Station:
                       change=Change(outbox=tuple(("GetFileStatusNotification", n) for n in notes),
                                     log=((now, f"GetFile {payload['fileType']}: {response['status']}"),)))
 
-    def _on_TriggerMessage(self, payload: dict[str, Any], now: float) -> Output:
-        """TriggerMessage (§M4.1, §M7.12): all eight kinds, with fresh information, after the response."""
+    def _on_TriggerMessage(self, payload: dict[str, Any], now: float, *, accepted: bool = True) -> Output:
+        """TriggerMessage (§M4.1, §M7.12): all eight kinds, with fresh information, after the response.
+
+        Accepted: the full picture — StreetlightStatusNotification / StreetlightModeStatusNotification for
+        every contactor when ``connectorId`` is absent, and a StatusNotification per alarm.  Not Accepted
+        (Pending): PROTOCOL-DECISIONS §5 "may send a message only when a TriggerMessage asked for it (once
+        per trigger)", and the core grants one credit per accepted trigger, so exactly one message: the
+        status of the contactor ``connectorId`` (else contactor 1); the station-wide mode form without
+        ``contactorId`` (§M6.7) when all contactors share a mode (else contactor 1's); the station's status
+        as a whole in one StatusNotification.
+        """
         kind = payload["requestedMessage"]
         cid = payload.get("connectorId")
         ts = iso_utc(now)
@@ -490,15 +509,21 @@ class Station:
             out = self._meter_sample(now, "Trigger", periodic=False)
             calls = []
         elif kind == "StatusNotification":
-            calls = [("StatusNotification", e) for e in self.faults.status_events(ts)]
+            events = (self.faults.status_events(ts) if accepted
+                      else [self.faults.station_status_event(ts)])
+            calls = [("StatusNotification", e) for e in events]
         elif kind == "FirmwareStatusNotification":
             calls = [("FirmwareStatusNotification", self.firmware.reported_status())]
         elif kind == "GetFileStatusNotification":
             calls = [("GetFileStatusNotification", self.uploads.reported_status())]
         elif kind == "StreetlightModeStatusNotification":
-            calls = [(e.action, e.payload) for e in self.contactors.mode_events(cid, ts)]
+            modes = (self.contactors.mode_events(cid, ts) if accepted
+                     else [self.contactors.mode_event(cid, ts)])
+            calls = [(e.action, e.payload) for e in modes]
         else:
-            calls = [(e.action, e.payload) for e in self.contactors.status_events(cid, ts)]
+            # StreetlightStatusNotification has no station-wide form (contactorId is required, §M6.8).
+            target = cid if accepted or cid is not None else CONTACTOR_IDS[0]
+            calls = [(e.action, e.payload) for e in self.contactors.status_events(target, ts)]
         return Output(response={"status": "Accepted"}).merge(out).merge(Output(calls=tuple(calls)))
 
 

@@ -58,6 +58,9 @@ class Central:
         self.changed = trio.Event()
         #: (identity, action, payload) → a CallError code to answer instead of committing, or None.
         self.inject: Callable[[str, str, dict[str, Any]], str | None] = lambda i, a, p: None
+        #: The BootNotification answer's status, and its ``interval`` when not Accepted.
+        self.boot_status = "Accepted"
+        self.retry_interval = 600
         self.router = Router()
         for action in STATION_ACTIONS:
             self.router.add(action, self._handler(action))
@@ -74,7 +77,8 @@ class Central:
             self.changed = trio.Event()
             now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             if action == "BootNotification":
-                return {"status": "Accepted", "currentTime": now, "interval": self.heartbeat_interval}
+                interval = self.heartbeat_interval if self.boot_status == "Accepted" else self.retry_interval
+                return {"status": self.boot_status, "currentTime": now, "interval": interval}
             if action == "Heartbeat":
                 return {"currentTime": now}
             return {}
@@ -155,6 +159,65 @@ async def test_one_station_end_to_end(central: tuple[Central, CentralSystemServe
                 await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
     assert store.outbox_pending("SIM-ONE") == []
+
+
+async def test_one_message_per_trigger_while_pending(central: tuple[Central, CentralSystemServer],
+                                                    tmp_path: Path) -> None:
+    """PROTOCOL-DECISIONS §5 on real sockets: a Pending station (os3p_trio server, os3p_trio client) sends
+    exactly one message per TriggerMessage — no refusal counted as an error — and, once Accepted, the full
+    picture (every contactor) again."""
+    app, server = central
+    app.boot_status = "Pending"
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "pending.db"))
+    kinds = ["GetFileStatusNotification", "FirmwareStatusNotification", "Heartbeat", "MeterValues",
+             "StatusNotification", "StreetlightModeStatusNotification", "StreetlightStatusNotification",
+             "BootNotification"]
+    ident = "SIM-PEND"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            station = LiveStation(url, ident, store, seed=1, client_config=FAST_CLIENT, reboot_pause=0.2)
+            await nursery.start(station.run)
+            await app.wait_for(lambda: app.counts[(ident, "BootNotification")] == 1)
+            while server.get(ident) is None:  # the server registers the session after the boot answer
+                await trio.sleep(0.01)
+            # Two MV indicators in (test) alarm: the accepted form would be one StatusNotification each.
+            assert await _call(server, ident, "TestMVFaultIndicator", {}) == {"status": "Accepted"}
+            for kind in kinds:
+                want = app.counts[(ident, kind)] + 1
+                reply = await _call(server, ident, "TriggerMessage", {"requestedMessage": kind})
+                assert reply == {"status": "Accepted"}
+                await app.wait_for(lambda: app.counts[(ident, kind)] >= want)  # noqa: B023 (awaited here)
+            await trio.sleep(0.3)  # anything more would have arrived by now (loopback)
+            assert station.client is not None
+            assert station.client.boot_state is not None
+            assert station.client.boot_state.value == "Pending"
+            assert station.stats.errors == 0
+            counts = {k: app.counts[(ident, k)] for k in kinds}
+            assert counts == {k: 2 if k == "BootNotification" else 1 for k in kinds}
+            (status,) = app.of(ident, "StatusNotification")
+            assert (status["status"], status["info"]) == ("Faulted", "also in alarm: GroundFailure")
+            assert "contactorId" not in app.of(ident, "StreetlightModeStatusNotification")[0]  # all Schedule
+            assert app.of(ident, "StreetlightStatusNotification")[0]["contactorId"] == 1
+            # Accepted on the next connection: the same trigger reports all four contactors.
+            app.boot_status = "Accepted"
+            session = server.get(ident)
+            assert session is not None
+            session.request_close()
+            await app.wait_for(lambda: app.counts[(ident, "BootNotification")] == 3)
+            while not station.client or not station.client.accepted or server.get(ident) is None:
+                await trio.sleep(0.01)
+            # The outbox delivers what was queued while Pending (the two test alarms): wait for it to drain.
+            while store.outbox_pending(ident):
+                await trio.sleep(0.02)
+            reply = await _call(server, ident, "TriggerMessage",
+                                {"requestedMessage": "StreetlightStatusNotification"})
+            assert reply == {"status": "Accepted"}
+            await app.wait_for(lambda: len(app.of(ident, "StreetlightStatusNotification")) >= 5)
+            nursery.cancel_scope.cancel()
+    first, *rest = [p["contactorId"] for p in app.of(ident, "StreetlightStatusNotification")]
+    assert (first, sorted(rest)) == (1, [1, 2, 3, 4])  # triggered answers are separate tasks: any order
+    assert station.stats.errors == 0
 
 
 async def test_fleet_of_200_stations_boots_and_heartbeats(central: tuple[Central, CentralSystemServer],

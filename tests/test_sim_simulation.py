@@ -174,6 +174,55 @@ def test_boot_pending_then_rejected_then_accepted() -> None:
     assert boots[3] - boots[2] >= 40
 
 
+def test_one_message_per_trigger_while_pending() -> None:
+    """PROTOCOL-DECISIONS §5 "(once per trigger)": while Pending each of the eight TriggerMessage kinds,
+    without connectorId and with two MV indicators in alarm, brings exactly one message and the core refuses
+    none; once Accepted, the same triggers report every contactor again."""
+    t0 = _start(dt.date(2025, 5, 1))
+    sim = Simulation(seed=5, start=t0)
+    boot = {"status": "Pending"}
+    sim.central.boot_status = lambda identity: boot["status"]
+    sim.central.retry_interval = 900
+    station = sim.add_station("SUB-TP")
+    sim.run_for(20)
+    assert station.conn is not None
+    assert station.conn.boot_state.value == "Pending"
+    assert sim.central.call("SUB-TP", "TestMVFaultIndicator", {})
+    sim.run_for(5)
+    kinds = ["GetFileStatusNotification", "FirmwareStatusNotification", "Heartbeat", "MeterValues",
+             "StatusNotification", "StreetlightModeStatusNotification", "StreetlightStatusNotification",
+             "BootNotification"]
+    for kind in kinds:
+        assert sim.central.call("SUB-TP", "TriggerMessage", {"requestedMessage": kind})
+    sim.run_for(30)
+    assert station.conn is not None
+    assert station.conn.boot_state.value == "Pending"
+    answers = [r[3] for r in sim.central.results if r[2] == "TriggerMessage"]
+    assert answers == [{"status": "Accepted"}] * len(kinds)
+    got = [r.action for r in sim.central.received]
+    assert sorted(got) == sorted(kinds[:-1])  # one each (the BootNotification is answered, not committed)
+    boots = [text for _, d, _, text in sim.trace if d == "up" and '"BootNotification"' in text]
+    assert len(boots) == 2  # the boot, and the triggered one
+    assert not station.refused
+    status = [r.payload for r in sim.central.received if r.action == "StatusNotification"]
+    assert status[0]["status"] == "Faulted"
+    assert status[0]["info"] == "also in alarm: GroundFailure"
+    # Accepted (the next BootNotification, after the retry interval): the full picture again.
+    boot["status"] = "Accepted"
+    sim.run_for(900)
+    assert "SUB-TP" in sim.central.accepted
+    # Meanwhile only untriggered periodic MeterValues were refused (not allowed while Pending, §5).
+    assert set(station.refused) <= {"MeterValues"}
+    refused = station.refused.copy()
+    before = len(sim.central.received)
+    assert sim.central.call("SUB-TP", "TriggerMessage", {"requestedMessage": "StreetlightStatusNotification"})
+    sim.run_for(30)
+    after = [r.payload["contactorId"] for r in sim.central.received[before:]
+             if r.action == "StreetlightStatusNotification"]
+    assert after == [1, 2, 3, 4]
+    assert station.refused == refused
+
+
 def test_firmware_getfile_and_reset_in_virtual_time() -> None:
     t0 = _start(dt.date(2025, 6, 2))
     sim = Simulation(seed=9, start=t0)

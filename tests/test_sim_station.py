@@ -281,3 +281,59 @@ def test_meter_readings_are_spread_over_the_interval_across_a_fleet() -> None:
     aligned = Station("SUB-A", StationConfig(meter_offset=0.0), seed=1, now=t0)
     aligned.start(t0)
     assert aligned.next_deadline() == t0 + 900
+
+
+KINDS = ("BootNotification", "GetFileStatusNotification", "FirmwareStatusNotification", "Heartbeat",
+         "MeterValues", "StatusNotification", "StreetlightModeStatusNotification",
+         "StreetlightStatusNotification")
+
+
+def test_trigger_while_not_accepted_yields_exactly_one_message() -> None:
+    """PROTOCOL-DECISIONS §5: a Pending station sends one message per TriggerMessage (the core grants one
+    credit); Accepted, the same triggers report every contactor and every alarm."""
+    t0 = _noon(dt.date(2025, 12, 21))
+    station = Station("SUB-TRIG", StationConfig(), seed=1, now=t0)
+    station.start(t0)
+
+    def trigger(payload: dict[str, Any], *, accepted: bool) -> list[tuple[str, dict[str, Any]]]:
+        out = station.handle_call("TriggerMessage", payload, t0, accepted=accepted)
+        _check_output(out, "TriggerMessage")
+        assert out.response == {"status": "Accepted"}
+        return list(out.calls)
+
+    # Contactors in different modes, and both indicators (over-current and ground) in test alarm.
+    assert station.handle_call("OverrideStreetlight", {"contactorId": 3, "action": "On"}, t0).response == {
+        "status": "Accepted"}
+    assert station.handle_call("TestMVFaultIndicator", {}, t0).response == {"status": "Accepted"}
+    for kind in KINDS:
+        for extra in ({}, {"connectorId": 3}):
+            calls = trigger({"requestedMessage": kind, **extra}, accepted=False)
+            assert [a for a, _ in calls] == [kind], (kind, extra)
+    # Streetlight status without connectorId: contactor 1 (contactorId is required, §M6.8); with: that one.
+    assert trigger({"requestedMessage": "StreetlightStatusNotification"}, accepted=False)[0][1] == {
+        "contactorId": 1, "status": "Off", "timestamp": _iso(t0)}
+    assert trigger({"requestedMessage": "StreetlightStatusNotification", "connectorId": 3},
+                   accepted=False)[0][1]["status"] == "On"
+    # Modes differ (3 is RemoteOverride): no station-wide form, contactor 1's mode.
+    assert trigger({"requestedMessage": "StreetlightModeStatusNotification"}, accepted=False)[0][1] == {
+        "contactorId": 1, "mode": "Schedule", "timestamp": _iso(t0)}
+    assert trigger({"requestedMessage": "StreetlightModeStatusNotification", "connectorId": 3},
+                   accepted=False)[0][1]["mode"] == "RemoteOverride"
+    # Two alarms: the station as a whole in one StatusNotification, the other alarm named in info.
+    assert trigger({"requestedMessage": "StatusNotification"}, accepted=False)[0][1] == {
+        "status": "Faulted", "errorCode": "OverCurrentFailure", "timestamp": _iso(t0), "test": True,
+        "info": "also in alarm: GroundFailure"}
+    # Accepted: the full picture, as before.
+    assert len(trigger({"requestedMessage": "StreetlightStatusNotification"}, accepted=True)) == 4
+    assert len(trigger({"requestedMessage": "StreetlightModeStatusNotification"}, accepted=True)) == 4
+    assert [p["errorCode"] for _, p in trigger({"requestedMessage": "StatusNotification"}, accepted=True)
+            ] == ["OverCurrentFailure", "GroundFailure"]
+    # All contactors back on the schedule: the station-wide mode form without contactorId (§M6.7).
+    assert station.handle_call("ResumeStreetlight", {}, t0).response == {"status": "Accepted"}
+    assert trigger({"requestedMessage": "StreetlightModeStatusNotification"}, accepted=False)[0][1] == {
+        "mode": "Schedule", "timestamp": _iso(t0)}
+    # No alarm: a single Ok either way.
+    assert station.handle_call("ResetMVFaultIndicator", {}, t0).response == {"status": "Accepted"}
+    for accepted in (False, True):
+        assert trigger({"requestedMessage": "StatusNotification"}, accepted=accepted) == [
+            ("StatusNotification", {"status": "Ok", "errorCode": "NoError", "timestamp": _iso(t0)})]
