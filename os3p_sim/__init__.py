@@ -17,7 +17,7 @@ from ._contactors import (
 )
 from ._demo import DemoSummary, run_demo
 from ._faults import Alarm, FaultConfig, FaultIndicators, Indicator, IndicatorKind, MVStatus
-from ._http import TransferError, download, perform_transfer, upload
+from ._http import TransferError, download, perform_transfer, transfer_client, upload
 from ._live import CENTRAL_SYSTEM_ACTIONS, FleetStats, LiveStation, ScaledClock, run_fleet
 from ._meters import (
     MeterProfile,
@@ -129,5 +129,6 @@ __all__ = [
     "run_demo",
     "run_fleet",
     "sample_meters",
+    "transfer_client",
     "upload",
 ]

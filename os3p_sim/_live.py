@@ -49,7 +49,7 @@ from os3p_trio import (
     SubstationClient,
 )
 
-from ._http import perform_transfer
+from ._http import perform_transfer, transfer_client
 from ._outbox import Backoff, Disposition, classify_error
 from ._station import Output, Station, StationConfig
 from ._store import SQLiteStore, StationStore
@@ -152,6 +152,7 @@ class LiveStation:
                  seed: int | str = 0, password: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  client_config: ClientConfig | None = None, clock: ScaledClock | None = None,
                  stats: FleetStats | None = None, http: httpx.AsyncClient | None = None,
+                 transfer_ssl_context: ssl.SSLContext | None = None,
                  backoff: Backoff | None = None, reboot_pause: float = REBOOT_PAUSE) -> None:
         self.url = url
         self.identity = identity
@@ -163,7 +164,11 @@ class LiveStation:
         self.client_config = client_config
         self._clock = clock
         self.stats = stats or FleetStats()
+        #: The HTTP client of the transfers (a fleet shares one; None: one per transfer), and the TLS trust
+        #: for https ``location``s when there is no shared client (None: the system's CA store).  Separate
+        #: from ``ssl_context`` (the wss:// Central System): a file server may use another CA.
         self.http = http
+        self.transfer_ssl_context = transfer_ssl_context
         self.backoff = backoff or Backoff()
         #: Real seconds a rebooting station stays off (Reset, new firmware).
         self.reboot_pause = reboot_pause
@@ -399,14 +404,17 @@ class LiveStation:
                     await trio.sleep(0.1)
             self._reboot.set()
             return
-        out = await perform_transfer(station, effect, self.store, self.clock.now, client=self.http)
+        out = await perform_transfer(station, effect, self.store, self.clock.now, client=self.http,
+                                     ssl_context=self.transfer_ssl_context)
         if self.station is station:
             self._apply(out)
 
 
 async def run_fleet(url: str, count: int, *, prefix: str = "SIM", ramp: float = 50.0,
                     duration: float | None = None, store: StationStore | None = None,
-                    password: str | None = None, time_scale: float = 1.0, seed: int | str = 0,
+                    password: str | None = None, ssl_context: ssl.SSLContext | None = None,
+                    transfer_ssl_context: ssl.SSLContext | None = None,
+                    time_scale: float = 1.0, seed: int | str = 0,
                     config: StationConfig | None = None, client_config: ClientConfig | None = None,
                     progress: TextIO | Literal["stderr"] | None = "stderr", json_path: str | None = None,
                     stats: FleetStats | None = None,
@@ -415,7 +423,9 @@ async def run_fleet(url: str, count: int, *, prefix: str = "SIM", ramp: float = 
 
     Runs for ``duration`` seconds (forever when None, until cancelled), printing a progress line every second
     to ``progress`` (``"stderr"``: whatever ``sys.stderr`` is when the fleet starts; ``None``: silent) and the
-    summary at the end; returns the statistics, and writes them as JSON to ``json_path``.
+    summary at the end; returns the statistics, and writes them as JSON to ``json_path``.  ``ssl_context``
+    verifies a wss:// Central System, ``transfer_ssl_context`` https firmware downloads and GetFile uploads
+    (both None: the system's CA store).
     """
     if isinstance(progress, str):
         progress = sys.stderr
@@ -425,13 +435,14 @@ async def run_fleet(url: str, count: int, *, prefix: str = "SIM", ramp: float = 
     store = store or SQLiteStore(":memory:", synchronous="NORMAL")
     clock = ScaledClock(time_scale)
     width = max(5, len(str(count)))
-    async with httpx.AsyncClient(timeout=None) as http, trio.open_nursery() as nursery:
+    async with transfer_client(transfer_ssl_context) as http, trio.open_nursery() as nursery:
         task_status.started(stats)
 
         async def start_all() -> None:
             for i in range(count):
                 station = LiveStation(url, f"{prefix}-{i + 1:0{width}d}", store, config=config, seed=seed,
-                                      password=password, client_config=client_config, clock=clock,
+                                      password=password, ssl_context=ssl_context,
+                                      client_config=client_config, clock=clock,
                                       stats=stats, http=http)
                 nursery.start_soon(station.run)
                 await trio.sleep(1.0 / ramp)

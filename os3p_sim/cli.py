@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="mean uses per day of the simulated manual override switch (default 0)")
         p.add_argument("--faults-per-day", type=float, default=0.0,
                        help="mean real MV faults per day (default 0)")
-        p.add_argument("--ca", help="CA bundle to verify a wss:// Central System")
+        p.add_argument("--ca", help="CA bundle to verify a wss:// Central System (default: system store)")
+        p.add_argument("--transfer-ca", help="CA bundle to verify https:// firmware downloads and GetFile "
+                                             "uploads (default: the system's CA store)")
         p.add_argument("-v", "--verbose", action="store_true", help="log connection events")
 
     run = sub.add_parser("run", help="run one station until interrupted")
@@ -75,13 +77,17 @@ def _station_config(args: argparse.Namespace) -> StationConfig:
                          faults=FaultConfig(real_faults_per_day=args.faults_per_day))
 
 
+def _context(cafile: str | None) -> ssl.SSLContext | None:
+    """A TLS context trusting ``cafile`` only (None: let the library use the system's CA store)."""
+    return ssl.create_default_context(cafile=cafile) if cafile else None
+
+
 async def _run_one(args: argparse.Namespace) -> None:
     store = SQLiteStore(args.state or ":memory:")
-    ctx = ssl.create_default_context(cafile=args.ca) if args.ca else None
     config = _station_config(args)
     station = LiveStation(args.url, args.identity, store, config=config, seed=args.seed,
-                          password=args.password,
-                          ssl_context=ctx, clock=ScaledClock(args.time_scale))
+                          password=args.password, ssl_context=_context(args.ca),
+                          transfer_ssl_context=_context(args.transfer_ca), clock=ScaledClock(args.time_scale))
     try:
         await station.run()
     finally:
@@ -93,6 +99,7 @@ async def _run_fleet(args: argparse.Namespace) -> FleetStats:
     try:
         return await run_fleet(args.url, args.count, prefix=args.prefix, ramp=args.ramp,
                                duration=args.duration, store=store, password=args.password,
+                               ssl_context=_context(args.ca), transfer_ssl_context=_context(args.transfer_ca),
                                time_scale=args.time_scale, seed=args.seed,
                                config=_station_config(args), json_path=args.json)
     finally:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
+import trustme
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
 
@@ -26,6 +30,7 @@ from os3p_sim import (
     Upload,
     download,
     perform_transfer,
+    transfer_client,
     upload,
 )
 
@@ -81,14 +86,18 @@ class FileServer:
         await send({"type": "http.response.body", "body": out})
 
 
-async def serve_files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
-    """A :class:`FileServer` on 127.0.0.1 (port 0) for one test: (app, base URL).  Also used by
-    test_sim_live."""
+@contextlib.asynccontextmanager
+async def _file_server(nursery: trio.Nursery, tls_pem: Path | None = None
+                       ) -> AsyncIterator[tuple[FileServer, str]]:
+    """Hypercorn on 127.0.0.1 (port 0) serving a :class:`FileServer`, with TLS when ``tls_pem`` (key and
+    certificate chain in one PEM file) is given."""
     app = FileServer()
     config = HyperConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     config.errorlog = None
+    if tls_pem is not None:
+        config.certfile = config.keyfile = str(tls_pem)
     done = trio.Event()
 
     async def shutdown_trigger() -> None:
@@ -96,11 +105,45 @@ async def serve_files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, 
 
     urls = await nursery.start(functools.partial(serve, app, config,  # type: ignore[arg-type]
                                                  shutdown_trigger=shutdown_trigger))
-    yield app, urls[0]
-    done.set()
+    try:
+        yield app, urls[0]
+    finally:
+        done.set()
+
+
+async def serve_files(nursery: trio.Nursery) -> AsyncIterator[tuple[FileServer, str]]:
+    """A :class:`FileServer` on 127.0.0.1 (port 0) for one test: (app, base URL).  Also used by
+    test_sim_live."""
+    async with _file_server(nursery) as served:
+        yield served
+
+
+@attrs.frozen
+class TLSFiles:
+    """An https file server: the app, its base URL, a context trusting its CA, and one that does not."""
+
+    app: FileServer
+    base: str
+    trusted: ssl.SSLContext
+    untrusted: ssl.SSLContext
+
+
+async def serve_files_tls(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[TLSFiles]:
+    """A :class:`FileServer` over https on 127.0.0.1 (port 0), its certificate issued by a fresh trustme CA.
+    ``untrusted`` trusts another trustme CA, so verification fails as it would for a wrong certificate."""
+    ca, other = trustme.CA(), trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    trusted, untrusted = ssl.create_default_context(), ssl.create_default_context()
+    ca.configure_trust(trusted)
+    other.configure_trust(untrusted)
+    async with _file_server(nursery, pem) as (app, base):
+        assert base.startswith("https://127.0.0.1:")
+        yield TLSFiles(app, base, trusted, untrusted)
 
 
 server = pytest.fixture(serve_files, name="server")
+tls_server = pytest.fixture(serve_files_tls, name="tls_server")
 
 
 async def test_download_and_upload_primitives(server: tuple[FileServer, str]) -> None:
@@ -127,6 +170,7 @@ async def _run(
     until_done: Callable[[Sent], bool],
     max_virtual: float,
     downloads: list[float] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Sent:
     """Drive the station with a clock that jumps to its deadlines (transfers are real HTTP on loopback).
 
@@ -150,7 +194,7 @@ async def _run(
                 continue
             if isinstance(effect, Download) and downloads is not None:
                 downloads.append(clock[0])
-            apply(await perform_transfer(station, effect, store, lambda: clock[0]))
+            apply(await perform_transfer(station, effect, store, lambda: clock[0], ssl_context=ssl_context))
             continue
         t = station.next_deadline()
         assert t <= max_virtual, sent
@@ -281,3 +325,70 @@ async def test_get_file_uploads_meter_history_csv_and_log(
     assert isinstance(effect, Upload)
     done = await perform_transfer(station, effect, store, lambda: t)
     assert [p["status"] for _, p in done.change.outbox] == ["UploadFailed"]
+
+
+async def test_https_download_and_upload_verify_the_server_certificate(tls_server: TLSFiles) -> None:
+    """https with a private CA: the primitives work with a context that trusts it, and fail (no request
+    reaches the server) with the system store or a context trusting another CA."""
+    app, base = tls_server.app, tls_server.base
+    app.files["/a.bin"] = b"y" * 500
+    assert await download(f"{base}/a.bin", max_size=500, ssl_context=tls_server.trusted) == b"y" * 500
+    await upload(f"{base}/files/SUB-S", "s.txt", b"secret", ssl_context=tls_server.trusted)
+    assert app.puts == [("/files/SUB-S/s.txt", app.puts[0][1], b"secret")]
+    async with transfer_client(tls_server.trusted) as client:  # a shared client carries its own trust
+        assert await download(f"{base}/a.bin", max_size=500, client=client) == b"y" * 500
+    for context in (tls_server.untrusted, None):
+        with pytest.raises(TransferError, match="CERTIFICATE_VERIFY_FAILED"):
+            await download(f"{base}/a.bin", max_size=500, ssl_context=context)
+        with pytest.raises(TransferError, match="CERTIFICATE_VERIFY_FAILED"):
+            await upload(f"{base}/files/SUB-S", "s.txt", b"secret", ssl_context=context)
+    assert (app.gets, len(app.puts)) == (2, 1)
+
+
+async def test_firmware_and_get_file_over_https(tls_server: TLSFiles, tmp_path: Path) -> None:
+    """UpdateFirmware and GetFile through the station model over https: trusted → Installed and Uploaded;
+    an untrusted certificate → every attempt fails (DownloadFailed after ``retries``) and UploadFailed."""
+    app, base = tls_server.app, tls_server.base
+    app.files["/fw/5.0.0.bin"] = b"OS3PSIM-FIRMWARE 5.0.0\n" + bytes(2048)
+    store = SQLiteStore(str(tmp_path / "tls.db"))
+    t0 = time.time()
+    update = {"location": f"{base}/fw/5.0.0.bin", "retrieveDate": "2020-01-01T00:00:00Z", "retries": 2,
+              "retryInterval": 5, "requestId": "tls-1"}
+
+    def fresh(identity: str) -> Station:
+        station = Station(identity, StationConfig(transfers=TransferConfig(install_duration=1.0)), seed=3,
+                          now=t0)
+        store.apply(identity, station.start(t0).change, t0)
+        store.apply(identity, station.handle_call("UpdateFirmware", update, t0).change, t0)
+        return station
+
+    def statuses(sent: Sent, action: str) -> list[str]:
+        return [p["status"] for a, p in sent if a == action]
+
+    good = fresh("SUB-TLS")
+    sent = await _run(good, store, lambda s: any(a == "<reboot>" for a, _ in s), t0 + 600,
+                      ssl_context=tls_server.trusted)
+    assert statuses(sent, "FirmwareStatusNotification") == ["Downloading", "Downloaded", "Installing",
+                                                             "Installed"]
+    assert sent[-1] == ("<reboot>", {"firmwareVersion": "5.0.0"})
+    bad = fresh("SUB-UNTRUSTED")
+    sent = await _run(bad, store, lambda s: "DownloadFailed" in statuses(s, "FirmwareStatusNotification"),
+                      t0 + 600, ssl_context=tls_server.untrusted)
+    assert statuses(sent, "FirmwareStatusNotification") == ["Downloading", "Downloading", "DownloadFailed"]
+    assert all(p["requestId"] == "tls-1" for _, p in sent)
+    assert app.gets == 1  # the trusted download only: the untrusted handshakes never got a request through
+
+    for station, context, want in ((good, tls_server.trusted, "Uploaded"),
+                                   (bad, tls_server.untrusted, "UploadFailed")):
+        out = station.handle_call("GetFile", {"requestId": f"gf-{want}", "fileType": "Syslog",
+                                              "location": f"{base}/upload/{station.identity}"}, t0)
+        assert out.response is not None
+        assert out.response["status"] == "Accepted"
+        (effect,) = out.effects
+        assert isinstance(effect, Upload)
+        done = await perform_transfer(station, effect, store, lambda: t0, ssl_context=context)
+        assert [p for _, p in out.change.outbox + done.change.outbox] == [
+            {"status": "Uploading", "requestId": f"gf-{want}"}, {"status": want, "requestId": f"gf-{want}"}]
+    ((path, _, body),) = app.puts
+    assert path.startswith("/upload/SUB-TLS/Syslog-SUB-TLS-")
+    assert b"boot #1" in body

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 import trio
-from test_sim_http import FileServer, serve_files
+import trustme
+from test_sim_http import FileServer, TLSFiles, serve_files, serve_files_tls
 
+import os3p_sim.cli as cli_module
 from os3p_core import ErrorCode, ProfileStore, ProtocolError, SiteLocation, structure_request, unstructure
 from os3p_sim import (
     Backoff,
@@ -101,6 +104,7 @@ async def central() -> AsyncIterator[tuple[Central, CentralSystemServer]]:
 
 
 files = pytest.fixture(serve_files, name="files")
+tls_files = pytest.fixture(serve_files_tls, name="tls_files")
 
 
 async def _call(server: CentralSystemServer, identity: str, action: str, payload: dict[str, Any]) -> Any:
@@ -218,6 +222,48 @@ async def test_one_message_per_trigger_while_pending(central: tuple[Central, Cen
     first, *rest = [p["contactorId"] for p in app.of(ident, "StreetlightStatusNotification")]
     assert (first, sorted(rest)) == (1, [1, 2, 3, 4])  # triggered answers are separate tasks: any order
     assert station.stats.errors == 0
+
+
+async def test_transfers_over_https_trust_the_configured_ca(central: tuple[Central, CentralSystemServer],
+                                                           tls_files: TLSFiles, tmp_path: Path) -> None:
+    """LiveStation(transfer_ssl_context=...) on real sockets: with the file server's (trustme) CA trusted, a
+    GetFile upload over https succeeds; a station trusting only the system's CA store reports UploadFailed
+    and, for UpdateFirmware, DownloadFailed — and nothing reached the file server."""
+    app, server = central
+    url = f"ws://127.0.0.1:{server.port}/OS3P"
+    store = SQLiteStore(str(tmp_path / "tls.db"))
+    tls_files.app.files["/fw/6.0.0.bin"] = b"OS3PSIM-FIRMWARE 6.0.0\n"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for ident, context in (("SIM-TLS", tls_files.trusted), ("SIM-NOCA", None)):
+                station = LiveStation(url, ident, store, seed=1, client_config=FAST_CLIENT,
+                                      transfer_ssl_context=context)
+                await nursery.start(station.run)
+                await app.wait_for(lambda: app.counts[(ident, "BootNotification")] == 1)  # noqa: B023
+                while server.get(ident) is None:
+                    await trio.sleep(0.01)
+                reply = await _call(server, ident, "GetFile", {
+                    "requestId": f"up-{ident}", "fileType": "Syslog", "location": f"{tls_files.base}/logs"})
+                assert reply["status"] == "Accepted"
+            await _call(server, "SIM-NOCA", "UpdateFirmware", {
+                "location": f"{tls_files.base}/fw/6.0.0.bin", "retrieveDate": "2020-01-01T00:00:00Z",
+                "retries": 1, "requestId": "fw-noca"})
+
+            def finished() -> bool:
+                ends = {"Uploaded", "UploadFailed", "DownloadFailed"}
+                return len([p for i, a, p in app.received if p.get("status") in ends]) == 3
+
+            await app.wait_for(finished)
+            nursery.cancel_scope.cancel()
+    assert [p["status"] for p in app.of("SIM-TLS", "GetFileStatusNotification")] == ["Uploading", "Uploaded"]
+    assert [p["status"] for p in app.of("SIM-NOCA", "GetFileStatusNotification")] == [
+        "Uploading", "UploadFailed"]
+    assert [p["status"] for p in app.of("SIM-NOCA", "FirmwareStatusNotification")] == [
+        "Downloading", "DownloadFailed"]
+    ((path, _, body),) = tls_files.app.puts
+    assert path.startswith("/logs/Syslog-SIM-TLS-")
+    assert b"boot #1" in body
+    assert tls_files.app.gets == 0
 
 
 async def test_fleet_of_200_stations_boots_and_heartbeats(central: tuple[Central, CentralSystemServer],
@@ -383,3 +429,44 @@ async def test_cli_run_one_station_until_interrupted(tmp_path: Path) -> None:
     stored = SQLiteStore(str(state)).load("CLI 1")
     assert stored["boot_accepted"]["firmwareVersion"] == "7.7"
     assert stored["running"] is False  # a clean shutdown: the next start is not an unexpected reboot
+
+
+def test_cli_ca_options_reach_the_station_and_the_fleet(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ca`` (wss:// Central System) and ``--transfer-ca`` (https transfers) become TLS contexts that trust
+    exactly the given bundles, for ``run`` and for ``fleet``."""
+    wss_ca, files_ca = trustme.CA(), trustme.CA()
+    wss_pem, files_pem = tmp_path / "wss.pem", tmp_path / "files.pem"
+    wss_ca.cert_pem.write_to_path(str(wss_pem))
+    files_ca.cert_pem.write_to_path(str(files_pem))
+    seen: list[dict[str, Any]] = []
+
+    class FakeStation:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(kwargs)
+
+        async def run(self) -> None:
+            return None
+
+    async def fake_fleet(*args: Any, **kwargs: Any) -> FleetStats:
+        seen.append(kwargs)
+        return FleetStats()
+
+    monkeypatch.setattr(cli_module, "LiveStation", FakeStation)
+    monkeypatch.setattr(cli_module, "run_fleet", fake_fleet)
+    tls = ["--ca", str(wss_pem), "--transfer-ca", str(files_pem)]
+    assert main(["run", "--url", "wss://127.0.0.1:1/OS3P", "--identity", "X", *tls]) == 0
+    assert main(["fleet", "--url", "wss://127.0.0.1:1/OS3P", "--count", "1",
+                 "--json", str(tmp_path / "s.json"), *tls]) == 0
+    assert main(["run", "--url", "ws://127.0.0.1:1/OS3P", "--identity", "X"]) == 0
+
+    def subjects(ctx: ssl.SSLContext) -> list[Any]:
+        return [c["subject"] for c in ctx.get_ca_certs()]
+
+    wss_subject = subjects(ssl.create_default_context(cafile=str(wss_pem)))
+    files_subject = subjects(ssl.create_default_context(cafile=str(files_pem)))
+    assert wss_subject != files_subject
+    for kwargs in seen[:2]:
+        assert subjects(kwargs["ssl_context"]) == wss_subject
+        assert subjects(kwargs["transfer_ssl_context"]) == files_subject
+    assert (seen[2]["ssl_context"], seen[2]["transfer_ssl_context"]) == (None, None)
