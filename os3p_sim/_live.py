@@ -311,7 +311,13 @@ class LiveStation:
                 await self._model_wake.wait()
             now = clock.now()
             if station.next_deadline() <= now:
-                self._apply(station.step(now))
+                out = station.step(now)
+                client = self.client
+                if client is None or not client.accepted:
+                    # PROTOCOL-DECISIONS §5: nothing unasked while not Accepted (the core would refuse it and
+                    # the fleet count an error); the periodic reading stays in the meter history (GetFile).
+                    out = attrs.evolve(out, calls=())
+                self._apply(out)
 
     async def _heartbeat_loop(self, station: Station) -> None:
         """Heartbeat every ``HeartbeatInterval`` (real) seconds while accepted (§M3.1)."""

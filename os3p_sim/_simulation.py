@@ -446,7 +446,12 @@ class SimStation:
             return
         now = self.sim.loop.now
         if station.next_deadline() <= now:
-            self._apply(station.step(now))
+            out = station.step(now)
+            if self.conn is None or self.conn.boot_state is not BootState.ACCEPTED:
+                # PROTOCOL-DECISIONS §5: nothing unasked while not Accepted; the periodic reading stays in
+                # the meter history (GetFile), as it does while offline.
+                out = attrs.evolve(out, calls=())
+            self._apply(out)
         self._arm_station_timer()
 
     # -- the model's output ----------------------------------------------------------------------------------

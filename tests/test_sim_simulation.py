@@ -211,16 +211,21 @@ def test_one_message_per_trigger_while_pending() -> None:
     boot["status"] = "Accepted"
     sim.run_for(900)
     assert "SUB-TP" in sim.central.accepted
-    # Meanwhile only untriggered periodic MeterValues were refused (not allowed while Pending, §5).
-    assert set(station.refused) <= {"MeterValues"}
-    refused = station.refused.copy()
     before = len(sim.central.received)
     assert sim.central.call("SUB-TP", "TriggerMessage", {"requestedMessage": "StreetlightStatusNotification"})
     sim.run_for(30)
     after = [r.payload["contactorId"] for r in sim.central.received[before:]
              if r.action == "StreetlightStatusNotification"]
     assert after == [1, 2, 3, 4]
-    assert station.refused == refused
+    # Nothing refused all along: the periodic MeterValues due while Pending were not even tried (§5); the
+    # readings are in the meter history.
+    assert not station.refused
+    accepted_at = next(t for t, d, _, text in sim.trace if d == "down" and '"Accepted"' in text
+                       and '"interval"' in text)
+    history = sim.store.meter_history("SUB-TP", t0.timestamp(), accepted_at)
+    assert any(v[0]["context"] == "Sample.Periodic" for _, v in history)
+    assert not [r for r in sim.central.received if r.action == "MeterValues" and r.time < accepted_at
+                and r.payload["meterValue"][0]["sampledValue"][0]["context"] != "Trigger"]
 
 
 def test_firmware_getfile_and_reset_in_virtual_time() -> None:
