@@ -69,6 +69,16 @@ _POSIX = os.name == "posix"
 #: Headers of unmasked FIN text frames with a 7-bit length (RFC 6455 §5.2), built once.
 _TEXT_HEADERS = [bytes([0x81, n]) for n in range(126)]
 
+
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 §5.3: XOR with the 4-byte masking key, done as one big-integer XOR (C speed)."""
+    n = len(payload)
+    if not n:
+        return payload
+    key = int.from_bytes((mask * ((n + 3) >> 2))[:n], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+
 # RFC 6455 §7.4.1 close codes used here.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -91,10 +101,14 @@ class WebSocket:
         "_chunk",
         "_close_code",
         "_close_reason",
+        "_deferred",
+        "_discard",
+        "_frag",
         "_max_size",
         "_partial",
         "_partial_size",
         "_pending",
+        "_rbuf",
         "_recv",
         "_sock",
         "_stream",
@@ -135,6 +149,13 @@ class WebSocket:
         self._chunk = receive_chunk
         self._partial: list[str] | None = None
         self._partial_size = 0
+        # Server fast path (receive_messages): bytes of an incomplete frame; wsproto is inside a
+        # fragmented message (every frame goes to it); bytes of an oversized frame still to drop;
+        # a close found after messages that were returned first.
+        self._rbuf = b""
+        self._frag = False
+        self._discard = 0
+        self._deferred: tuple[int, str] | None = None
         # Control-frame answers (pongs, the close reply) waiting for the next write.
         self._pending = b""
         self._close_code: int | None = None
@@ -188,9 +209,164 @@ class WebSocket:
 
         Raises :class:`ConnectionClosed` when the peer closes (its code), the TCP connection
         drops (1006), or a limit is broken (we close with 1009 for a message over the size
-        limit, 1003 for a binary message: OS³P is UTF-8 JSON text, §J4; 1002/1007 for frames
-        wsproto cannot parse).
+        limit, 1003 for a binary message: OS³P is UTF-8 JSON text, §J4; 1007 for invalid UTF-8;
+        1002 for frames wsproto cannot parse).  Messages that arrived before a bad frame are
+        returned first; the close follows on the next call (nothing lost).
         """
+        if self._ws.client:
+            return await self._receive_messages_wsproto()
+        return await self._receive_messages_server()
+
+    async def _receive_messages_server(self) -> list[str]:
+        # The server hot path.  A complete, unfragmented, masked text frame (what every OS³P
+        # station sends, §J4) is unmasked and decoded right here: wsproto's generic path (a
+        # generator, a Frame object, an incremental UTF-8 decoder and an event per message) cost
+        # about a quarter of the server's CPU per Heartbeat (benchmarks/RESULTS.md, "End-to-end").
+        # Every other frame (control frames, fragments, anything malformed) goes to wsproto
+        # *whole*, so wsproto never holds a partial frame and the two parsers stay in step; an
+        # invalid header goes to wsproto at once (it refuses it from the header alone).
+        if self._deferred is not None:
+            await self._local_close(*self._deferred)
+            raise ConnectionClosed(*self._deferred)
+        if self._close_code is not None:
+            raise ConnectionClosed(self._close_code, self._close_reason)
+        ws = self._ws
+        max_size = self._max_size
+        while True:
+            try:
+                data = await self._recv(self._chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
+                raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+            if not data:
+                self._record_close(CLOSE_ABNORMAL, "TCP connection closed without a close frame")
+                raise ConnectionClosed(CLOSE_ABNORMAL, "")
+            self.last_receive = trio.current_time()
+            self._awaiting_pong = False
+            if self._discard:
+                # Read and drop the rest of an oversized frame before closing with 1009: closing a
+                # socket with unread data resets the connection, and a peer still writing would
+                # see 1006 instead of our close frame.  Bounded (2 * max_message_size).
+                if len(data) < self._discard:
+                    self._discard -= len(data)
+                    continue
+                self._discard = 0
+                await self._local_close(CLOSE_TOO_BIG, "message too big")
+                raise ConnectionClosed(CLOSE_TOO_BIG, "message too big")
+            buf = self._rbuf + data if self._rbuf else bytes(data)
+            size = len(buf)
+            pos = 0
+            out: list[str] = []
+            closing: tuple[int, str] | None = None
+            while size - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                n = b1 & 0x7F
+                hdr = pos + 2
+                if n == 126:
+                    if size - pos < 4:
+                        break
+                    n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                    hdr = pos + 4
+                elif n == 127:
+                    if size - pos < 10:
+                        break
+                    n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    hdr = pos + 10
+                end = hdr + (4 if b1 & 0x80 else 0) + n
+                if n > max_size:
+                    # PROTOCOL-DECISIONS §1: over the limit → 1009, decided from the header.
+                    left = end - size
+                    if 0 < left <= 2 * max_size:
+                        self._discard = left
+                        pos = size
+                    else:
+                        closing = (CLOSE_TOO_BIG, "message too big")
+                    break
+                if b0 == 0x81 and b1 & 0x80 and not self._frag and self._partial is None:
+                    # FIN, no RSV bits, text, masked (RFC 6455 §5.2).
+                    if end > size:
+                        break
+                    try:
+                        out.append(_unmask(buf[hdr + 4 : end], buf[hdr : hdr + 4]).decode("utf-8"))
+                    except UnicodeDecodeError:
+                        closing = (1007, "invalid UTF-8 in a text message")  # RFC 6455 §8.1
+                        break
+                    pos = end
+                    continue
+                opcode = b0 & 0x0F
+                valid = (
+                    b1 & 0x80  # RFC 6455 §5.1: a client masks every frame
+                    and not b0 & 0x70  # no extension negotiated: RSV bits are 0
+                    and (opcode in (0, 1, 2) or (opcode in (8, 9, 10) and b0 & 0x80 and n <= 125))
+                )
+                if end > size:
+                    if valid:
+                        break  # wait for the whole frame
+                    end = size
+                chunk = buf[pos:end]
+                pos = end
+                ws.receive_data(chunk)
+                closing = self._wsproto_events(out)
+                if closing is not None or self._has_closed():
+                    break
+            if not self._discard:
+                self._rbuf = buf[pos:] if pos < size else b""
+            else:
+                self._rbuf = b""
+            if closing is not None:
+                if out:
+                    self._deferred = closing
+                    return out
+                await self._local_close(*closing)
+                raise ConnectionClosed(*closing)
+            if self._pending:
+                await self._write(b"")
+            if self._has_closed():
+                # Messages that arrived before the close frame still count (nothing lost), but
+                # the caller learns of the close on its next call.
+                if out:
+                    return out
+                raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+            if out:
+                return out
+
+    def _wsproto_events(self, out: list[str]) -> tuple[int, str] | None:
+        """Handle wsproto's events for the frames just given to it (server fast path)."""
+        ws = self._ws
+        for event in ws.events():
+            kind = type(event)
+            if kind is TextMessage:
+                assert isinstance(event, TextMessage)
+                self._frag = not event.message_finished
+                if event.message_finished and self._partial is None:
+                    out.append(event.data)
+                    continue
+                closing = self._add_fragment(event.data, event.message_finished, out)
+                if closing is not None:
+                    return closing
+            elif kind is Ping:
+                assert isinstance(event, Ping)
+                self._pending += ws.send(event.response())
+            elif kind is Pong:
+                pass  # any received bytes already count as liveness (last_receive)
+            elif kind is CloseConnection:
+                assert isinstance(event, CloseConnection)
+                if ws.state is ConnectionState.OPEN:
+                    # Not a close frame but a frame wsproto could not parse (1002 protocol
+                    # error, 1007 invalid UTF-8, ...): we close, with wsproto's code.
+                    return (int(event.code), (event.reason or "")[:120])
+                # RFC 6455 §5.5.1: answer a close with a close (wsproto echoes the code).
+                if ws.state is ConnectionState.REMOTE_CLOSING:
+                    self._pending += ws.send(event.response())
+                self._record_close(int(event.code), event.reason or "")
+                return None
+            elif kind is BytesMessage:
+                return (CLOSE_UNSUPPORTED_DATA, "binary messages are not OS3P")
+        return None
+
+    async def _receive_messages_wsproto(self) -> list[str]:
+        # The generic path (client role): every frame through wsproto.
         if self._close_code is not None:
             raise ConnectionClosed(self._close_code, self._close_reason)
         ws = self._ws
