@@ -554,6 +554,22 @@ def test_timeout_fails_the_call_and_sends_the_next() -> None:
     assert conn.statistics()["timeouts"] == 1
 
 
+def test_only_the_last_timed_out_ids_are_remembered() -> None:
+    # Config.remember_timed_out bounds the memory of timed-out ids: the oldest is forgotten first, so
+    # its late response counts as unknown, while a newer one's still counts as late.
+    conn = central(remember_timed_out=1)
+    first = conn.send(Call("Reset"), 0.0)
+    conn.handle_timeout(30.0)
+    second = conn.send(Call("Reset"), 30.0)
+    conn.handle_timeout(60.0)
+    assert [type(e) for e in drain(conn)] == [CallTimedOut, CallTimedOut]
+    conn.receive_message(json.dumps([3, first, RESET_RESPONSE]), 61.0)
+    conn.receive_message(json.dumps([3, second, RESET_RESPONSE]), 61.0)
+    stats = conn.statistics()
+    assert (stats["ignored.unknown_response"], stats["ignored.late_response"]) == (1, 1)
+    assert conn.next_event() is None
+
+
 def test_config_timeout() -> None:
     conn = central(call_timeout=2.5)
     conn.send(Call("Reset"), 10.0)
