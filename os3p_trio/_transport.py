@@ -233,16 +233,7 @@ class WebSocket:
         ws = self._ws
         max_size = self._max_size
         while True:
-            try:
-                data = await self._recv(self._chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
-                raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
-            if not data:
-                self._record_close(CLOSE_ABNORMAL, "TCP connection closed without a close frame")
-                raise ConnectionClosed(CLOSE_ABNORMAL, "")
-            self.last_receive = trio.current_time()
-            self._awaiting_pong = False
+            data = await self._read_chunk()
             if self._discard:
                 # Read and drop the rest of an oversized frame before closing with 1009: closing a
                 # socket with unread data resets the connection, and a peer still writing would
@@ -365,22 +356,28 @@ class WebSocket:
                 return (CLOSE_UNSUPPORTED_DATA, "binary messages are not OS3P")
         return None
 
+    async def _read_chunk(self) -> bytes | bytearray:
+        """One read from the socket (up to ``receive_chunk`` bytes); any data counts as a sign of
+        life for keepalive.  A broken or closed socket ends the connection as 1006."""
+        try:
+            data = await self._recv(self._chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
+            raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
+        if not data:
+            self._record_close(CLOSE_ABNORMAL, "TCP connection closed without a close frame")
+            raise ConnectionClosed(CLOSE_ABNORMAL, "")
+        self.last_receive = trio.current_time()
+        self._awaiting_pong = False
+        return data
+
     async def _receive_messages_wsproto(self) -> list[str]:
         # The generic path (client role): every frame through wsproto.
         if self._close_code is not None:
             raise ConnectionClosed(self._close_code, self._close_reason)
         ws = self._ws
         while True:
-            try:
-                data = await self._recv(self._chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._record_close(CLOSE_ABNORMAL, f"transport error: {exc!r}")
-                raise ConnectionClosed(CLOSE_ABNORMAL, "transport error") from exc
-            if not data:
-                self._record_close(CLOSE_ABNORMAL, "TCP connection closed without a close frame")
-                raise ConnectionClosed(CLOSE_ABNORMAL, "")
-            self.last_receive = trio.current_time()
-            self._awaiting_pong = False
+            data = await self._read_chunk()
             ws.receive_data(bytes(data))
             out: list[str] = []
             closing: tuple[int, str] | None = None
