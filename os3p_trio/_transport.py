@@ -377,8 +377,10 @@ class WebSocket:
             raise ConnectionClosed(self._close_code, self._close_reason)
         ws = self._ws
         while True:
-            data = await self._read_chunk()
-            ws.receive_data(bytes(data))
+            # Events first, then read: wsproto may already hold frames -- the server's first
+            # message can arrive in the same TCP segment as its 101 answer, and the handshake hands
+            # those bytes to wsproto (trailing data).  Reading first would leave such a message
+            # waiting until the peer happened to send something else.
             out: list[str] = []
             closing: tuple[int, str] | None = None
             for event in ws.events():
@@ -433,6 +435,7 @@ class WebSocket:
                 raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
             if out:
                 return out
+            ws.receive_data(bytes(await self._read_chunk()))
 
     def _add_fragment(self, text: str, finished: bool, out: list[str]) -> tuple[int, str] | None:
         size = self._partial_size + len(text.encode("utf-8"))

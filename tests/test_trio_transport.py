@@ -7,9 +7,17 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 from test_trio_support import CentralApp
 
-from os3p_trio import ConnectionClosed, ServerConfig, WebSocket, client_handshake, open_central_system
+from os3p_trio import (
+    ConnectionClosed,
+    ServerConfig,
+    WebSocket,
+    client_handshake,
+    open_central_system,
+    server_handshake,
+)
 
 UPGRADE = (
     b"GET /OS3P/RAW HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -199,3 +207,49 @@ async def test_server_frames_of_every_length_class() -> None:
             nursery.cancel_scope.cancel()
     assert received == texts
     assert close_code == 1000
+
+
+class _GatedStream(trio.abc.Stream):
+    """A stream whose reads wait for a gate: lets a test put the server's 101 answer and its first
+    frame in the client's buffer before the client reads either."""
+
+    def __init__(self, inner: trio.abc.Stream, gate: trio.Event) -> None:
+        self.inner = inner
+        self.gate = gate
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        await self.gate.wait()
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_client_sees_a_message_that_arrives_with_the_101_answer() -> None:
+    # The server's first CALL can share a TCP segment with its 101 answer; the client must deliver it
+    # at once, not only when the server happens to send something else (it used to wait for more data).
+    client_side, server_side = trio.testing.memory_stream_pair()
+    gate = trio.Event()
+    first = '[2,"cs-1","GetConfiguration",{}]'
+
+    async def server() -> None:
+        pending = await server_handshake(server_side)
+        assert pending is not None
+        ws = await pending.accept("OS3P1.0")
+        await ws.send_messages([first])
+        gate.set()
+
+    with trio.fail_after(2):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            ws = await client_handshake(
+                _GatedStream(client_side, gate), host="cs", target="/OS3P/S1", subprotocols=["OS3P1.0"]
+            )
+            assert ws.subprotocol == "OS3P1.0"
+            assert await ws.receive_messages() == [first]
