@@ -213,6 +213,11 @@ class WebSocket:
         1002 for frames wsproto cannot parse).  Messages that arrived before a bad frame are
         returned first; the close follows on the next call (nothing lost).
         """
+        if self._deferred is not None:
+            await self._local_close(*self._deferred)
+            raise ConnectionClosed(*self._deferred)
+        if self._close_code is not None:
+            raise ConnectionClosed(self._close_code, self._close_reason)
         if self._ws.client:
             return await self._receive_messages_wsproto()
         return await self._receive_messages_server()
@@ -225,11 +230,6 @@ class WebSocket:
         # Every other frame (control frames, fragments, anything malformed) goes to wsproto
         # *whole*, so wsproto never holds a partial frame and the two parsers stay in step; an
         # invalid header goes to wsproto at once (it refuses it from the header alone).
-        if self._deferred is not None:
-            await self._local_close(*self._deferred)
-            raise ConnectionClosed(*self._deferred)
-        if self._close_code is not None:
-            raise ConnectionClosed(self._close_code, self._close_reason)
         ws = self._ws
         max_size = self._max_size
         while True:
@@ -305,35 +305,46 @@ class WebSocket:
                 self._rbuf = buf[pos:] if pos < size else b""
             else:
                 self._rbuf = b""
-            if closing is not None:
-                if out:
-                    self._deferred = closing
-                    return out
-                await self._local_close(*closing)
-                raise ConnectionClosed(*closing)
-            if self._pending:
-                await self._write(b"")
-            if self._has_closed():
-                # Messages that arrived before the close frame still count (nothing lost), but
-                # the caller learns of the close on its next call.
-                if out:
-                    return out
-                raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
-            if out:
+            if await self._end_of_batch(out, closing):
                 return out
 
+    async def _end_of_batch(self, out: list[str], closing: tuple[int, str] | None) -> bool:
+        """After one read: True when ``out`` is to be returned now.  Messages that arrived before
+        a bad frame or a close frame still count (nothing lost); the caller learns of the close
+        on its next call.  Raises :class:`ConnectionClosed` when there is nothing to return."""
+        if closing is not None:
+            if out:
+                self._deferred = closing
+                return True
+            await self._local_close(*closing)
+            raise ConnectionClosed(*closing)
+        if self._pending:
+            await self._write(b"")
+        if self._has_closed() and not out:
+            raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
+        return bool(out)
+
     def _wsproto_events(self, out: list[str]) -> tuple[int, str] | None:
-        """Handle wsproto's events for the frames just given to it (server fast path)."""
+        """Handle wsproto's events for the frames given to it: every frame on the client, the
+        frames the server's fast path does not decode itself.  Returns the close to make, if any."""
         ws = self._ws
         for event in ws.events():
             kind = type(event)
             if kind is TextMessage:
                 assert isinstance(event, TextMessage)
                 self._frag = not event.message_finished
+                text = event.data
                 if event.message_finished and self._partial is None:
-                    out.append(event.data)
+                    # A whole message in one event.  Characters <= UTF-8 bytes <= 4 * characters,
+                    # so encode only in the ambiguous band.
+                    n = len(text)
+                    if n > self._max_size or (
+                        n * 4 > self._max_size and len(text.encode("utf-8")) > self._max_size
+                    ):
+                        return (CLOSE_TOO_BIG, "message too big")
+                    out.append(text)
                     continue
-                closing = self._add_fragment(event.data, event.message_finished, out)
+                closing = self._add_fragment(text, event.message_finished, out)
                 if closing is not None:
                     return closing
             elif kind is Ping:
@@ -372,68 +383,15 @@ class WebSocket:
         return data
 
     async def _receive_messages_wsproto(self) -> list[str]:
-        # The generic path (client role): every frame through wsproto.
-        if self._close_code is not None:
-            raise ConnectionClosed(self._close_code, self._close_reason)
+        # The generic path (client role): every frame through wsproto.  Events first, then read:
+        # wsproto may already hold frames -- the server's first message can arrive in the same TCP
+        # segment as its 101 answer, and the handshake hands those bytes to wsproto (trailing
+        # data).  Reading first would leave such a message waiting until the peer sent more.
         ws = self._ws
         while True:
-            # Events first, then read: wsproto may already hold frames -- the server's first
-            # message can arrive in the same TCP segment as its 101 answer, and the handshake hands
-            # those bytes to wsproto (trailing data).  Reading first would leave such a message
-            # waiting until the peer happened to send something else.
             out: list[str] = []
-            closing: tuple[int, str] | None = None
-            for event in ws.events():
-                kind = type(event)
-                if kind is TextMessage:
-                    assert isinstance(event, TextMessage)
-                    text = event.data
-                    if event.message_finished and self._partial is None:
-                        # The hot path: a whole message in one event.  Characters <= UTF-8 bytes
-                        # <= 4 * characters, so encode only in the ambiguous band.
-                        n = len(text)
-                        if n > self._max_size or (
-                            n * 4 > self._max_size and len(text.encode("utf-8")) > self._max_size
-                        ):
-                            closing = (CLOSE_TOO_BIG, "message too big")
-                            break
-                        out.append(text)
-                        continue
-                    closing = self._add_fragment(text, event.message_finished, out)
-                    if closing is not None:
-                        break
-                elif kind is Ping:
-                    assert isinstance(event, Ping)
-                    self._pending += ws.send(event.response())
-                elif kind is Pong:
-                    pass  # any received bytes already count as liveness (last_receive)
-                elif kind is CloseConnection:
-                    assert isinstance(event, CloseConnection)
-                    if ws.state is ConnectionState.OPEN:
-                        # Not a close frame but a frame wsproto could not parse (1002 protocol
-                        # error, 1007 invalid UTF-8, ...): we close, with wsproto's code.
-                        closing = (int(event.code), (event.reason or "")[:120])
-                        break
-                    # RFC 6455 §5.5.1: answer a close with a close (wsproto echoes the code).
-                    if ws.state is ConnectionState.REMOTE_CLOSING:
-                        self._pending += ws.send(event.response())
-                    self._record_close(int(event.code), event.reason or "")
-                    break
-                elif kind is BytesMessage:
-                    closing = (CLOSE_UNSUPPORTED_DATA, "binary messages are not OS3P")
-                    break
-            if closing is not None:
-                await self._local_close(*closing)
-                raise ConnectionClosed(*closing)
-            if self._pending:
-                await self._write(b"")
-            if self._has_closed():
-                # Messages that arrived before the close frame still count (nothing lost), but
-                # the caller learns of the close on its next call.
-                if out:
-                    return out
-                raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
-            if out:
+            closing = self._wsproto_events(out)
+            if await self._end_of_batch(out, closing):
                 return out
             ws.receive_data(bytes(await self._read_chunk()))
 
