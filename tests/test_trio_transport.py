@@ -231,18 +231,20 @@ class _GatedStream(trio.abc.Stream):
         await self.inner.aclose()
 
 
-async def test_client_sees_a_message_that_arrives_with_the_101_answer() -> None:
-    # The server's first CALL can share a TCP segment with its 101 answer; the client must deliver it
-    # at once, not only when the server happens to send something else (it used to wait for more data).
+@asynccontextmanager
+async def _client_after(messages: list[str], raw: bytes = b"") -> AsyncIterator[WebSocket]:
+    """A client WebSocket whose first read finds the server's 101 answer, ``messages`` and then
+    ``raw`` bytes all already in its buffer (one TCP segment, as far as the client can tell)."""
     client_side, server_side = trio.testing.memory_stream_pair()
     gate = trio.Event()
-    first = '[2,"cs-1","GetConfiguration",{}]'
 
     async def server() -> None:
         pending = await server_handshake(server_side)
         assert pending is not None
         ws = await pending.accept("OS3P1.0")
-        await ws.send_messages([first])
+        await ws.send_messages(messages)
+        if raw:
+            await server_side.send_all(raw)
         gate.set()
 
     with trio.fail_after(2):
@@ -252,33 +254,25 @@ async def test_client_sees_a_message_that_arrives_with_the_101_answer() -> None:
                 _GatedStream(client_side, gate), host="cs", target="/OS3P/S1", subprotocols=["OS3P1.0"]
             )
             assert ws.subprotocol == "OS3P1.0"
-            assert await ws.receive_messages() == [first]
+            yield ws
+            nursery.cancel_scope.cancel()
+
+
+async def test_client_sees_a_message_that_arrives_with_the_101_answer() -> None:
+    # The server's first CALL can share a TCP segment with its 101 answer; the client must deliver it
+    # at once, not only when the server happens to send something else (it used to wait for more data).
+    first = '[2,"cs-1","GetConfiguration",{}]'
+    async with _client_after([first]) as ws:
+        assert await ws.receive_messages() == [first]
 
 
 async def test_client_returns_messages_before_a_bad_frame_then_closes() -> None:
     # "Messages that arrived before a bad frame are returned first; the close follows on the next
     # call (nothing lost)" holds on the client too: a good CALL, then a binary frame (OS³P is text,
     # §J4) in the same read.
-    client_side, server_side = trio.testing.memory_stream_pair()
-    gate = trio.Event()
     good = '[2,"cs-1","GetConfiguration",{}]'
-
-    async def server() -> None:
-        pending = await server_handshake(server_side)
-        assert pending is not None
-        ws = await pending.accept("OS3P1.0")
-        await ws.send_messages([good])
-        await server_side.send_all(b"\x82\x03abc")  # an unmasked binary frame from the server
-        gate.set()
-
-    with trio.fail_after(2):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server)
-            ws = await client_handshake(
-                _GatedStream(client_side, gate), host="cs", target="/OS3P/S1", subprotocols=["OS3P1.0"]
-            )
-            assert await ws.receive_messages() == [good]
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.receive_messages()
-            assert closed.value.code == 1003
-            nursery.cancel_scope.cancel()
+    async with _client_after([good], raw=b"\x82\x03abc") as ws:  # an unmasked binary frame
+        assert await ws.receive_messages() == [good]
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.receive_messages()
+        assert closed.value.code == 1003
