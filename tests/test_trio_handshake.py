@@ -12,7 +12,7 @@ import trio
 import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_trio_support import BOOT, FAST_CLIENT, CentralApp
+from test_trio_support import BOOT, FAST_CLIENT, CentralApp, raw_station
 
 from os3p_trio import (
     CentralSystemServer,
@@ -344,21 +344,11 @@ async def test_mutual_tls_requires_the_identity_in_the_certificate(ca: trustme.C
 async def test_newer_connection_replaces_older() -> None:
     with trio.fail_after(10):
         async with central() as server:
-            first = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            first = await raw_station(server.port, "S1")
             while "S1" not in server.sessions:
                 await trio.sleep(0.01)
             old_session = server.sessions["S1"]
-            second = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            second = await raw_station(server.port, "S1")
             with pytest.raises(ConnectionClosed) as info:
                 await first.receive_messages()
             assert (info.value.code, info.value.reason) == (1000, "replaced")
@@ -373,12 +363,7 @@ async def test_message_size_limit_closes_1009() -> None:
     config = ServerConfig(max_message_size=1000, close_timeout=1.0)
     with trio.fail_after(10):
         async with central(config=config) as server:
-            ws = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            ws = await raw_station(server.port, "S1")
             await ws.send_messages(
                 ['[2,"1","Heartbeat",{"x":"' + "é" * 600 + '"}]']
             )  # 1200+ bytes, 600+ chars
@@ -391,12 +376,7 @@ async def test_message_size_limit_closes_1009() -> None:
 async def test_message_size_limit_default_is_256_kib() -> None:
     with trio.fail_after(10):
         async with central() as server:
-            ws = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            ws = await raw_station(server.port, "S1")
             # Just under the limit: not closed (answered: a Heartbeat with an unknown property is
             # a FormationViolation), just over: 1009.
             body = '[2,"1","Heartbeat",{"x":"' + "a" * (256 * 1024 - 40) + '"}]'
@@ -440,12 +420,7 @@ async def test_client_reports_404_and_keeps_retrying() -> None:
 async def test_connection_limit_answers_503() -> None:
     with trio.fail_after(10):
         async with central(config=ServerConfig(max_connections=1, close_timeout=0.3)) as server:
-            first = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            first = await raw_station(server.port, "S1")
             while "S1" not in server.sessions:
                 await trio.sleep(0.01)
             assert status_of(await raw_request(server.port, "/OS3P/S2")) == 503

@@ -10,7 +10,7 @@ from functools import partial
 import attrs
 import pytest
 import trio
-from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp, now
+from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp, now, raw_station
 
 from os3p_core import Action, BootState, ErrorCode, LocalProtocolError, ProtocolError, unstructure
 from os3p_core.payloads import (
@@ -350,19 +350,9 @@ async def test_connection_failure_closes_only_that_connection_with_1011(
         async with open_central_system(
             app.router, 0, host="127.0.0.1", config=FAST_SERVER, on_connect=on_connect
         ) as server:
-            good = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/GOOD",
-                subprotocols=["OS3P1.0"],
-            )
+            good = await raw_station(server.port, "GOOD")
             with caplog.at_level(logging.ERROR, logger="os3p_trio"):
-                bad = await client_handshake(
-                    await trio.open_tcp_stream("127.0.0.1", server.port),
-                    host="h",
-                    target="/OS3P/BAD",
-                    subprotocols=["OS3P1.0"],
-                )
+                bad = await raw_station(server.port, "BAD")
                 with pytest.raises(ConnectionClosed) as info:
                     await bad.receive_messages()
             assert info.value.code == 1011
@@ -381,12 +371,7 @@ async def test_server_call_errors_timeout_and_closed() -> None:
     app = CentralApp()
     with trio.fail_after(10):
         async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
-            ws = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            ws = await raw_station(server.port, "S1")
             while "S1" not in server.sessions:
                 await trio.sleep(0.01)
             session = server.sessions["S1"]
@@ -433,12 +418,7 @@ async def test_graceful_shutdown_closes_everyone_with_1001() -> None:
             open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server,
         ):
             for name in ("A", "B", "C"):
-                ws = await client_handshake(
-                    await trio.open_tcp_stream("127.0.0.1", server.port),
-                    host="h",
-                    target=f"/OS3P/{name}",
-                    subprotocols=["OS3P1.0"],
-                )
+                ws = await raw_station(server.port, f"{name}")
                 readers.start_soon(read_close, ws)
             while len(server.sessions) < 3:
                 await trio.sleep(0.01)
@@ -532,12 +512,7 @@ async def test_invalid_result_from_peer() -> None:
     app = CentralApp()
     with trio.fail_after(10):
         async with open_central_system(app.router, 0, host="127.0.0.1", config=FAST_SERVER) as server:
-            ws = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            ws = await raw_station(server.port, "S1")
             while "S1" not in server.sessions:
                 await trio.sleep(0.01)
 
@@ -603,12 +578,7 @@ async def test_raw_handlers_take_and_return_wire_dicts() -> None:
         async with open_central_system(
             router, 0, host="127.0.0.1", registry=registry, config=FAST_SERVER
         ) as server:
-            ws = await client_handshake(
-                await trio.open_tcp_stream("127.0.0.1", server.port),
-                host="h",
-                target="/OS3P/S1",
-                subprotocols=["OS3P1.0"],
-            )
+            ws = await raw_station(server.port, "S1")
             frames = [
                 '[2,"1","Heartbeat",null]',
                 '[2,"2","MeterValues",' + json.dumps(meter) + "]",

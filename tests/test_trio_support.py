@@ -20,7 +20,7 @@ from os3p_core.payloads import (
     StreetlightStatusNotificationRequest,
     StreetlightStatusNotificationResponse,
 )
-from os3p_trio import ClientConfig, Router, ServerConfig, Session
+from os3p_trio import ClientConfig, Router, ServerConfig, Session, WebSocket, client_handshake
 
 BOOT = BootNotificationRequest(
     vendor="Acme",
@@ -84,3 +84,10 @@ class CentralApp:
     ) -> StreetlightStatusNotificationResponse:
         self._record(session, request)
         return StreetlightStatusNotificationResponse()
+
+
+async def raw_station(port: int, identity: str) -> WebSocket:
+    """A bare WebSocket client of the server on ``port`` (no os3p Connection behind it): connects to
+    ``/OS3P/<identity>`` offering ``OS3P1.0``, for tests that speak raw frames."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    return await client_handshake(stream, host="h", target=f"/OS3P/{identity}", subprotocols=["OS3P1.0"])
