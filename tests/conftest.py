@@ -1,7 +1,8 @@
 """Shared fixtures for tests that need a real server (see ``servers.py``).
 
-``pg_server`` is one throwaway PostgreSQL cluster for the whole test session; ``pg_url`` gives each test a fresh,
-empty database in it, so tests never see each other's rows.  ``redis`` gives each test its own redis-server.
+``pg_server`` is one throwaway PostgreSQL cluster for the whole test session; ``pg_url`` gives each test a
+fresh, empty database in it, so tests never see each other's rows.  ``redis`` gives each test its own
+redis-server.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def _pg_bin(name: str) -> str:
 
 
 class PostgresServer:
-    """A running throwaway PostgreSQL cluster.  ``url`` is its ``postgres`` database (superuser, trust auth)."""
+    """A running PostgreSQL cluster; ``url`` is its ``postgres`` database (superuser, trust auth)."""
 
     def __init__(self, datadir: Path, port: int, run_as: str | None) -> None:
         self.datadir = datadir
@@ -94,7 +94,8 @@ class PostgresServer:
             capture_output=True, text=True,
         )
         if result.returncode != 0:
-            log = (self.datadir / "log").read_text(errors="replace") if (self.datadir / "log").exists() else ""
+            logfile = self.datadir / "log"
+            log = logfile.read_text(errors="replace") if logfile.exists() else ""
             raise ServerUnavailable(f"pg_ctl start failed: {result.stderr.strip()} {log[-2000:]}")
 
     def stop(self, mode: str = "fast") -> None:
