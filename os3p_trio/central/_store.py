@@ -18,22 +18,27 @@ JSON, so nothing a station reports is lost even where no column exists for it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
 
 __all__ = [
     "BootStatus",
+    "ConnectionOwner",
     "EventKind",
     "EventRecord",
     "FleetSummary",
     "MeterValueRecord",
+    "RetentionPolicy",
+    "RetentionReport",
+    "SchemaTooNew",
     "StationExists",
     "StationRecord",
     "StationState",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "UnknownStation",
     "UploadRecord",
 ]
@@ -70,6 +75,50 @@ class UnknownStation(StoreError, KeyError):
 
 class StationExists(StoreError):
     """``add_station`` for an identity that is already registered."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be opened or used: unreachable server, refused credentials, missing permissions, a
+    failed migration, a damaged file.  ``str()`` is one line naming the database and the cause, fit for an
+    operator (the CLI prints it and exits non-zero; nothing is half-migrated)."""
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was written by a newer release (its schema version is above the one this code knows);
+    it is refused rather than misread."""
+
+
+@attrs.frozen(slots=True)
+class RetentionPolicy:
+    """How long history is kept (``None``: for ever).  Applied by :meth:`Store.apply_retention`."""
+
+    #: Meter values older than this many days (by their sample timestamp) are removed.
+    meter_days: float | None = None
+    #: Event-log rows older than this many days are removed.  The latest event of each kind per contactor
+    #: (a station's effective state) is never removed, whatever its age.
+    events_days: float | None = None
+
+
+@attrs.frozen(slots=True)
+class RetentionReport:
+    """What one :meth:`Store.apply_retention` pass removed."""
+
+    meter_values: int
+    events: int
+
+
+@attrs.frozen(slots=True)
+class ConnectionOwner:
+    """Who holds a station's connection, by the store's authority (cluster fencing).
+
+    ``epoch`` grows by one with every :meth:`Store.claim_connection` of the identity, on any node; a write
+    that carries an older epoch is from a superseded connection and is refused.
+    """
+
+    identity: str
+    node_id: str | None
+    epoch: int
+    connected: bool
 
 
 @attrs.frozen(slots=True)
@@ -234,6 +283,27 @@ class Store(Protocol):
         """At start-up: no station is connected (a crash may have left rows saying otherwise)."""
         ...
 
+    async def claim_connection(self, identity: str, node_id: str, now: float) -> int:
+        """A connection of ``identity`` is being accepted on node ``node_id``: bump the identity's connection
+        epoch, record it as connected there, and return the new epoch -- all in one committed write, made
+        before the 101 answer.  Raises :class:`UnknownStation`."""
+        ...
+
+    async def release_connection(self, identity: str, epoch: int, now: float) -> bool:
+        """The connection with ``epoch`` closed.  Records the disconnect only when ``epoch`` is still the
+        newest; returns False (and writes nothing) when a newer connection has claimed the identity since, so
+        a late "Disconnected" never overwrites a newer "Connected"."""
+        ...
+
+    async def connection_owner(self, identity: str) -> ConnectionOwner | None:
+        """The node and epoch of the identity's newest connection (``None``: not registered)."""
+        ...
+
+    async def mark_node_disconnected(self, node_id: str, now: float) -> int:
+        """A node is gone: every station still recorded as connected on it is recorded as disconnected (epochs
+        are left as they are).  Returns how many."""
+        ...
+
     async def record_boot(
         self, identity: str, fields: Mapping[str, Any], status: BootStatus, now: float
     ) -> None:
@@ -285,6 +355,45 @@ class Store(Protocol):
         self, identity: str, *, kind: EventKind | None = None, limit: int = 1000
     ) -> list[EventRecord]:
         """The station's event log, newest first, at most ``limit``."""
+        ...
+
+    def stream_meter_values(
+        self,
+        identity: str | None,
+        *,
+        measurand: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[list[MeterValueRecord]]:
+        """Sampled values, oldest first (by sample time, then station), of one station or (``None``) of all,
+        ``since <= timestamp < until``, in lists of at most ``batch``.  Keyset-paged: memory stays constant
+        however long the history (export, CSV/JSONL streaming)."""
+        ...
+
+    def stream_events(
+        self,
+        identity: str | None,
+        *,
+        kind: EventKind | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[list[EventRecord]]:
+        """Event-log rows, oldest first, of one station or of all, ``since <= received_at < until``, in lists
+        of at most ``batch``; keyset-paged like :meth:`stream_meter_values`."""
+        ...
+
+    async def latest_readings(
+        self, measurand: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[MeterValueRecord]:
+        """For each station (by identity, after ``after``, at most ``limit``), its latest value of
+        ``measurand``; stations that never reported it are left out."""
+        ...
+
+    async def apply_retention(self, now: float) -> RetentionReport:
+        """Remove history older than the store's :class:`RetentionPolicy` allows, without stalling the event
+        loop (small batches, or whole partitions where the database has them)."""
         ...
 
     async def uploads(self, identity: str) -> list[UploadRecord]:
