@@ -1,5 +1,7 @@
-"""End-to-end comparison (issue 8): os3p vs the ``ocpp`` package on ``websockets`` (peer) vs bare trio +
-wsproto (floor), each server in its own process, driven by the same lean load generator (``loadgen.py``).
+"""End-to-end comparison (issues 8 and 17): os3p vs the ``ocpp`` package on ``websockets`` (peer) vs Node's
+``ocpp-rpc`` (node, the strongest peer) vs bare trio + wsproto (floor), each server in its own process, driven
+by the same lean load generator (``loadgen.py``).  ``node`` is in the default set when ``node`` is on PATH;
+without it the run says so and goes on without it.
 
 Usage (from the repository root, dev venv)::
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -153,10 +156,19 @@ def _ratio(a: list[float], b: list[float]) -> str:
     return f"{med:.2f}× ({min(pairs):.2f}–{max(pairs):.2f})"
 
 
+def _ratio_pairs(impls: list[str]) -> list[tuple[str, str]]:
+    """Ratio columns: os3p against every other server, and the service (central) against node."""
+    pairs = [("os3p", i) for i in impls if i != "os3p" and "os3p" in impls]
+    if "central" in impls and "node" in impls:
+        pairs.append(("central", "node"))
+    return pairs
+
+
 def print_table(
     results: dict[str, dict[str, list[dict[str, Any]]]], scenarios: tuple[Scenario, ...], impls: list[str]
 ) -> None:
-    cols = impls + [f"os3p/{i}" for i in impls if i != "os3p" and "os3p" in impls]
+    pairs = _ratio_pairs(impls)
+    cols = impls + [f"{a}/{b}" for a, b in pairs]
     header = ["scenario", "metric", *cols]
     rows: list[list[str]] = []
     for scen in scenarios:
@@ -167,8 +179,7 @@ def print_table(
             row = [scen.title if first else "", label]
             first = False
             row += [_fmt(vals[i], fmt) for i in impls]
-            if "os3p" in impls:
-                row += [_ratio(vals["os3p"], vals[i]) for i in impls if i != "os3p"]
+            row += [_ratio(vals[a], vals[b]) for a, b in pairs]
             rows.append(row)
         errs = {
             i: sum(
@@ -189,18 +200,18 @@ def print_table(
 
 
 def goals(results: dict[str, dict[str, list[dict[str, Any]]]], impls: list[str]) -> list[str]:
-    """The issue 8 goals, evaluated per repetition (median of the per-rep ratios)."""
-    if not {"os3p", "peer", "floor"} <= set(impls):
-        return []
+    """The issue 8 and 17 goals, evaluated per repetition (median of the per-rep ratios); a goal whose
+    servers were not in the run is left out."""
 
-    def ratios(scen: str, key: str, other: str) -> list[float]:
-        if scen not in results:
+    def ratios(scen: str, key: str, other: str, ours: str = "os3p") -> list[float]:
+        if scen not in results or ours not in impls or other not in impls:
             return []
-        a = [r[key] for r in results[scen]["os3p"]]
+        a = [r[key] for r in results[scen][ours]]
         b = [r[key] for r in results[scen][other]]
         return [x / y for x, y in zip(a, b, strict=False) if y]
 
     out = []
+    cpu = "cpu_us_per_call"
     checks = [
         ("Heartbeat calls/s, 100 connections ≥ 2× peer", ratios("hb100", "calls_per_s", "peer"), 2.0, True),
         (
@@ -222,6 +233,11 @@ def goals(results: dict[str, dict[str, list[dict[str, Any]]]], impls: list[str])
             1.3,
             False,
         ),
+        # Issue 17: against the strongest peer, server CPU per call at 100 connections.
+        ("os3p server CPU per Heartbeat ≤ 1.5× node", ratios("hb100", cpu, "node"), 1.5, False),
+        ("os3p server CPU per MeterValues(30) ≤ 2.5× node", ratios("mv100", cpu, "node"), 2.5, False),
+        ("central CPU per Heartbeat ≤ 2.0× node", ratios("hb100", cpu, "node", "central"), 2.0, False),
+        ("central CPU per MeterValues(30) ≤ 3.0× node", ratios("mv100", cpu, "node", "central"), 3.0, False),
     ]
     for label, vals, target, higher in checks:
         if not vals:
@@ -231,7 +247,8 @@ def goals(results: dict[str, dict[str, list[dict[str, Any]]]], impls: list[str])
         out.append(
             f"{'MET   ' if ok else 'MISSED'} {label}: {med:.2f}× (reps {min(vals):.2f}–{max(vals):.2f})"
         )
-    kib = [r["kib_per_conn"] for r in results["idle2000"]["os3p"]] if "idle2000" in results else []
+    idle = results.get("idle2000", {}).get("os3p", [])
+    kib = [r["kib_per_conn"] for r in idle]
     if kib:
         med = statistics.median(kib)
         out.append(
@@ -251,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up before the window (not counted)")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument(
-        "--impls", default="os3p,peer,floor", help="comma-separated: os3p,peer,floor,central,peer-sync"
+        "--impls",
+        default="os3p,peer,node,floor",
+        help="comma-separated: os3p,peer,node,floor,central,peer-sync",
     )
     parser.add_argument(
         "--scenarios", default="", help="comma-separated subset of hb1,hb100,hb1000,mv100,idle2000"
@@ -267,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.scenarios.split(","))
         scenarios = tuple(s for s in scenarios if s.name in wanted)
     impls = args.impls.split(",")
+    if "node" in impls and shutil.which("node") is None:
+        print("# node is not on PATH: the ocpp-rpc peer (--impls node) is skipped in this run", flush=True)
+        impls.remove("node")
     info = machine()
     print(
         f"# e2e_compare: {info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, "

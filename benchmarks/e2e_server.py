@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/e2e_server.py --impl os3p|peer|floor|central|peer-sync [--port PORT] [--host 127.0.0.1]
+    python benchmarks/e2e_server.py --impl os3p|peer|floor|central|peer-sync|node [--port P] [--host H]
 
 Prints ``READY <impl> port=<port> pid=<pid>`` once it listens, and stops on SIGTERM (or SIGINT).  On SIGUSR1
 it runs a full garbage collection and prints ``GC objects=<n> full_collect_ms=<ms>`` (the stall every
@@ -33,6 +33,10 @@ Implementations (every one answers BootNotification, Heartbeat and MeterValues):
   OS³P-only actions (StreetlightStatusNotification, ...) the same cache entries would be needed; without
   them ocpp answers ``NotImplemented`` ("Failed to validate action") unless the handler skips validation.
 - ``peer-sync``: ``peer`` with ``ocpp.messages.ASYNC_VALIDATION = False`` (validation inline), for reference.
+- ``node``: the strongest peer, Node's ``ocpp-rpc`` 2.2.1 (``ws`` + ``ajv``) in strict mode with the OS³P
+  schemas, validating every request and response (``benchmarks/node/server.js``; its npm dependencies are
+  installed into ``benchmarks/node/node_modules`` on first use with ``npm ci``).  Stores nothing.  The process
+  is replaced by ``node`` (``exec``), so the pid the load generator measures is Node's.
 - ``floor``: bare trio + wsproto (``wsproto.WSConnection``, one task per connection), no protocol logic
   and no validation: each text message is answered with a CALLRESULT of a fixed shape echoing the message
   id (``[3,"<id>",{"currentTime":"..."}]``).  The floor for our stack.
@@ -45,7 +49,9 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -54,7 +60,8 @@ from typing import Any
 
 import trio
 
-IMPLS = ("os3p", "peer", "floor", "central", "peer-sync")
+IMPLS = ("os3p", "peer", "floor", "central", "peer-sync", "node")
+NODE_DIR = Path(__file__).resolve().parent / "node"
 SUBPROTOCOL = "OS3P1.0"
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -283,6 +290,21 @@ async def serve_peer(host: str, port: int, *, sync_validation: bool) -> None:
         await stop.wait()
 
 
+def exec_node(host: str, port: int) -> None:
+    """Replace this process by the ocpp-rpc server (installing its npm dependencies first if needed)."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("--impl node needs Node.js (`node` on PATH)")
+    if not (NODE_DIR / "node_modules" / "ocpp-rpc").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("--impl node needs npm to install ocpp-rpc")
+        subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True,
+                       stdout=sys.stderr)
+    sys.stdout.flush()
+    os.execv(node, [node, str(NODE_DIR / "server.js"), "--port", str(port), "--host", host])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -300,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(serve_central, args.host, args.port)
     elif args.impl == "floor":
         trio.run(serve_floor, args.host, args.port)
+    elif args.impl == "node":
+        exec_node(args.host, args.port)
     else:
         asyncio.run(serve_peer(args.host, args.port, sync_validation=args.impl == "peer-sync"))
     return 0
