@@ -83,9 +83,10 @@ def _gc_report() -> None:
     import time
 
     t0 = time.perf_counter()
-    gc.collect()
+    unreachable = gc.collect()
     ms = (time.perf_counter() - t0) * 1e3
-    print(f"GC objects={len(gc.get_objects())} full_collect_ms={ms:.1f}", flush=True)
+    objects = len(gc.get_objects())
+    print(f"GC objects={objects} full_collect_ms={ms:.1f} unreachable={unreachable}", flush=True)
 
 
 async def _gc_reporter() -> None:
