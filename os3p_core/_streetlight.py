@@ -479,9 +479,9 @@ def _point_ms(point: ProfilePoint, day: _dt.date, tz: _dt.tzinfo, sun: tuple[int
     return event * 1000 + point.offset * 1000
 
 
-def _day_intervals(
-    profile: InstalledProfile, day: _dt.date, site: SiteLocation
-) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
+def _day_periods(profile: InstalledProfile, day: _dt.date, site: SiteLocation) -> list[tuple[int, int]]:
+    """Day D's own periods as instants, unclipped (SEM "Periods": "computed from day D's events and Absolute
+    times"; end not after start → off for that period)."""
     tz = site.timezone
     w0, w1 = _window(day, tz)
     sun = (
@@ -491,21 +491,26 @@ def _day_intervals(
     )
     spans = []
     for period in profile.periods:
-        # SEM "Periods": clip each period to the day window; end ≤ start after that → off for that period.
-        start = max(_point_ms(period.start, day, tz, sun), w0)
-        end = min(_point_ms(period.end, day, tz, sun), w1)
+        start = _point_ms(period.start, day, tz, sun)
+        end = _point_ms(period.end, day, tz, sun)
         if end > start:
             spans.append((start, end))
-    spans.sort()
+    return spans
+
+
+def _merge_clipped(
+    spans: list[tuple[int, int]], w0: int, w1: int
+) -> tuple[tuple[int, int], ...]:
+    """Clip to [w0, w1), sort and merge overlapping or touching spans (SEM "Periods")."""
+    clipped = sorted((max(s, w0), min(e, w1)) for s, e in spans if min(e, w1) > max(s, w0))
     merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        # SEM: "Overlapping or touching periods are merged".
+    for start, end in clipped:
         if merged and start <= merged[-1][1]:
             if end > merged[-1][1]:
                 merged[-1] = (merged[-1][0], end)
         else:
             merged.append((start, end))
-    return (w0, w1), tuple(merged)
+    return tuple(merged)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -549,13 +554,23 @@ class ProfileStore:
         return best
 
     def effective_day_schedule(self, contactor_id: int, day: _dt.date, site: SiteLocation) -> DaySchedule:
-        """The effective schedule of ``contactor_id`` on OS³P day ``day`` (SEM, all of it)."""
-        profile = self.effective_profile(contactor_id, day)
-        if profile is None:
-            w0, w1 = _window(day, site.timezone)
-            return DaySchedule(contactor_id, day, site.timezone, w0, w1, (), None)
-        (w0, w1), intervals = _day_intervals(profile, day, site)
-        return DaySchedule(contactor_id, day, site.timezone, w0, w1, intervals, profile)
+        """The effective schedule of ``contactor_id`` on OS³P day ``day`` (SEM, all of it).
+
+        SEM "Nothing is lost at a window boundary": every instant of D's window in which a period of day
+        D−1, D or D+1 (each from its own day's winning profile) is on.  The switching timeline is built
+        from this same function, so the two never disagree.
+        """
+        c = _contactor(contactor_id)
+        w0, w1 = _window(day, site.timezone)
+        spans: list[tuple[int, int]] = []
+        for offset in (-1, 0, 1):
+            d = day + _dt.timedelta(days=offset)
+            winner = self.effective_profile(c, d)
+            if winner is not None:
+                spans += _day_periods(winner, d, site)
+        return DaySchedule(
+            c, day, site.timezone, w0, w1, _merge_clipped(spans, w0, w1), self.effective_profile(c, day)
+        )
 
     def get_effective_day_schedule(self, request: object, site: SiteLocation) -> dict[str, Any]:
         """Answer a GetEffectiveStreetlightDaySchedule request (§M7.4) with its response payload.
@@ -600,17 +615,18 @@ class ProfileStore:
         checked = _window(last_day, tz)[1]
         run_end: int | None = None  # set once t lies in an on-run; then we look for where the run ends
         while current is not None and current <= last_day:
-            profile = self.effective_profile(c, current)
-            if profile is None:
-                if run_end is not None:  # the run stopped at the previous window's end
-                    return SwitchingState(at, True, _utc_from_ms(run_end), _utc_from_ms(checked))
-                # No profile applies: lights off until the next day on which one does; jump there.
+            sched = self.effective_day_schedule(c, current, site)
+            if not sched.intervals and run_end is None:
+                # Nothing on in this window: jump to the day before the next day on which a profile applies
+                # (its periods may reach back one window), never backwards.
                 table = self._profiles[c].values()
                 candidates = [d for p in table if (d := p.next_day_applying(current)) is not None]
-                current = min(candidates) if candidates else None
+                if not candidates:
+                    current = None
+                    continue
+                current = max(current + _dt.timedelta(days=1), min(candidates) - _dt.timedelta(days=1))
                 continue
-            (_w0, w1), intervals = _day_intervals(profile, current, site)
-            for start, end in intervals:
+            for start, end in sched.intervals:
                 if run_end is None:
                     if end <= t:
                         continue
@@ -621,7 +637,7 @@ class ProfileStore:
                     return SwitchingState(at, True, _utc_from_ms(run_end), _utc_from_ms(checked))
                 else:
                     run_end = max(run_end, end)
-            if run_end is not None and run_end < w1:
+            if run_end is not None and run_end < sched.window_end:
                 return SwitchingState(at, True, _utc_from_ms(run_end), _utc_from_ms(checked))
             current += _dt.timedelta(days=1)
         # No change up to the horizon (or ever, when no profile applies again).

@@ -170,26 +170,54 @@ def _events(site: _Site, a: float, b: float) -> tuple[bool, list[tuple[int, bool
     return values[0] > 0.0, events
 
 
+def _lower_transit(site: _Site, a: float, b: float) -> tuple[float, float]:
+    """Day D's solar midnight: the sun's lower transit in [a, b) (and f there).
+
+    A window holds one in every real zone (clock within ~11 h of the site's solar time).  Only when a zone is
+    about 12 h off (the poles) can a 23 h window hold none or a 25 h window two: then the one nearest the
+    window's middle is taken, so the rule is still defined everywhere.
+    """
+    lows = [(t, value) for t, upper, value in site.transits(a - _DAY, b + _DAY) if not upper]
+    inside = [x for x in lows if a <= x[0] < b]
+    middle = 0.5 * (a + b)
+    pool = inside if len(inside) == 1 else (inside or lows)
+    return min(pool, key=lambda x: abs(x[0] - middle))
+
+
+def night_utc_seconds(
+    latitude: float, longitude: float, a: int, b: int
+) -> tuple[int | None, int, int | None]:
+    """(sunset or None, solar midnight, sunrise or None) of the night of the window [a, b) (POSIX seconds).
+
+    STREETLIGHT-SEMANTICS "The night of day D": the dark interval around the sun's lower transit L between
+    D 12:00 and D+1 12:00.  Sunset is the last downward crossing of −0.8333° within a day before L, sunrise
+    the first upward crossing within a day after it; ``None`` where there is none (polar night: the caller
+    uses D 12:00 / D+1 12:00).  Up at L (polar day): sunset = sunrise = L.
+    """
+    return _night_parts(float(latitude), float(longitude), int(a), int(b))
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _night_parts(latitude: float, longitude: float, a: int, b: int) -> tuple[int | None, int, int | None]:
+    site = _Site(latitude, longitude)
+    midnight, f_mid = _lower_transit(site, a, b)
+    m = _round(midnight)
+    if f_mid > 0.0:
+        # Polar day: "the sun is up at the lower transit ... a night of zero length".
+        return m, m, m
+    _up, before = _events(site, midnight - _DAY, midnight)
+    settings = [t for t, rising in before if not rising]
+    _up, after = _events(site, midnight, midnight + _DAY)
+    rises = [t for t, rising in after if rising]
+    return (settings[-1] if settings else None), m, (rises[0] if rises else None)
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _night_cached(latitude: float, longitude: float, a: int, b: int) -> tuple[int, int]:
-    site = _Site(latitude, longitude)
-    up_at_start, events = _events(site, a, b)
-    if not up_at_start:
-        # Already dark at noon (polar night, or a zone far from its meridian): the night started before the
-        # window.
-        sunset = a
-    else:
-        settings = [t for t, rising in events if not rising]
-        if not settings:
-            # Polar day: "Sunset(D) = Sunrise(D) = solar midnight, a night of zero length".  Solar midnight is
-            # the lower transit in the window; a 25 h window may in theory hold two — take the lower sun.
-            lows = [t for t, upper, _value in site.transits(a, b) if not upper] or [0.5 * (a + b)]
-            midnight = _round(min(lows, key=site.f))
-            return midnight, midnight
-        sunset = settings[0]
-    rises = [t for t, rising in events if rising and t >= sunset]
-    sunrise = rises[0] if rises else b
-    return sunset, min(max(sunrise, sunset), b)
+    sunset, _midnight, sunrise = _night_parts(latitude, longitude, a, b)
+    # Polar night: "Sunset(D) = D 12:00; if no sunrise comes within a day after the lower transit,
+    # Sunrise(D) = D+1 12:00".
+    return (a if sunset is None else sunset), (b if sunrise is None else sunrise)
 
 
 def sun_times_utc_seconds(
@@ -204,9 +232,11 @@ def sun_times_utc_seconds(
 
 @attrs.frozen(slots=True)
 class SunTimes:
-    """Sunset(D) and Sunrise(D) of OS³P day ``day`` (STREETLIGHT-SEMANTICS "Points in time").
+    """Sunset(D) and Sunrise(D) of OS³P day ``day`` (STREETLIGHT-SEMANTICS "The night of day D").
 
-    ``sunset`` and ``sunrise`` are aware UTC datetimes, whole seconds, inside [window_start, window_end].
+    ``sunset`` and ``sunrise`` are aware UTC datetimes, whole seconds: the night around ``solar_midnight``
+    (the lower transit in the window).  Either may lie outside [window_start, window_end) — e.g. Nome in
+    December, where the night ends after clock noon.
     """
 
     day: _dt.date
@@ -214,16 +244,17 @@ class SunTimes:
     window_end: _dt.datetime
     sunset: _dt.datetime
     sunrise: _dt.datetime
+    solar_midnight: _dt.datetime
 
     @property
     def polar_night(self) -> bool:
-        """True when it is already dark at D 12:00 (Sunset(D) is the window start)."""
+        """True when no sunset came within a day before solar midnight (Sunset(D) is D 12:00)."""
         return self.sunset == self.window_start
 
     @property
     def polar_day(self) -> bool:
-        """True when the sun does not set in the window (a night of zero length at solar midnight)."""
-        return self.sunset == self.sunrise and self.sunset != self.window_start
+        """True when the sun is up at solar midnight (a night of zero length there)."""
+        return self.sunset == self.sunrise == self.solar_midnight
 
 
 def _local_noon_seconds(day: _dt.date, tz: _dt.tzinfo) -> int:
@@ -248,8 +279,14 @@ def sun_times(latitude: float, longitude: float, day: _dt.date, tz: _dt.tzinfo |
     a = _local_noon_seconds(day, zone)
     b = _local_noon_seconds(day + _dt.timedelta(days=1), zone)
     sunset, sunrise = sun_times_utc_seconds(latitude, longitude, a, b)
+    _s, midnight, _r = night_utc_seconds(latitude, longitude, a, b)
     return SunTimes(
-        day=day, window_start=_utc(a), window_end=_utc(b), sunset=_utc(sunset), sunrise=_utc(sunrise)
+        day=day,
+        window_start=_utc(a),
+        window_end=_utc(b),
+        sunset=_utc(sunset),
+        sunrise=_utc(sunrise),
+        solar_midnight=_utc(midnight),
     )
 
 

@@ -192,8 +192,10 @@ DAY = dt.date(2025, 1, 15)  # a Wednesday in winter (CET, +01:00)
         ([(A("00:00:00"), A("01:00:00")), (A("23:00:00"), A("00:00:00"))], [["23:00:00", "01:00:00"]]),
         # Clipped to the window: an end at the window end prints "12:00:00", a start at its start too.
         ([(SS(-86400), SR(86400))], [["12:00:00", "12:00:00"]]),
-        ([(A("13:00:00"), SR(86400))], [["13:00:00", "12:00:00"]]),
-        ([(SS(-86400), A("14:00:00"))], [["12:00:00", "14:00:00"]]),
+        # SEM "Nothing is lost at a window boundary" (revised): the previous day's 13:00 → Sunrise+1 day
+        # covers this whole window, and the next day's Sunset−1 day (16:58:52 here) runs to its 14:00.
+        ([(A("13:00:00"), SR(86400))], [["12:00:00", "12:00:00"]]),
+        ([(SS(-86400), A("14:00:00"))], [["12:00:00", "14:00:00"], ["16:58:52", "12:00:00"]]),
     ],
 )
 def test_absolute_points_and_periods(
@@ -730,3 +732,32 @@ def test_os3p_day_of() -> None:
         ProfileStore().switching_state(1, dt.datetime(2025, 1, 1), AMS)
     with pytest.raises(ValueError, match="contactor"):
         ProfileStore().profiles(5)
+
+
+def test_nome_worked_example_lights_the_real_night() -> None:
+    # SEM worked example (revised rules): Nome, Alaska, Daily [Sunset+0 → Sunrise+0], day 2025-12-21.  Dark at
+    # 12:00 with sunrise at 12:03: the old "first sunset after 12:00" rule lit 3 minutes and left the ~20 h
+    # night dark.  Now: the previous night's tail until 12:02:49, and this night from 15:57:15 to 12:00
+    # (continuing in the next day's schedule until 12:03:12) — ephemeris values; ±60 s is correct.
+    nome = SiteLocation(64.5011, -165.4064, "America/Nome")
+    store = installed(profile(1, 1, (SS(0), SR(0))))
+    payload = store.get_effective_day_schedule({"contactorId": 1, "at": "2025-12-21T00:00:00"}, nome)
+    (tail_start, tail_end), (night_start, night_end) = (
+        (p["start"], p["end"]) for p in payload["daySchedule"]
+    )
+    assert (tail_start, night_end) == ("12:00:00", "12:00:00")
+
+    def seconds(text: str) -> int:
+        h, m, s = map(int, text.split(":"))
+        return h * 3600 + m * 60 + s
+
+    assert abs(seconds(tail_end) - seconds("12:02:49")) <= 60
+    assert abs(seconds(night_start) - seconds("15:57:15")) <= 60
+    # The switching timeline follows: on through noon of the 22nd until the sunrise at ≈12:03:12.
+    at = dt.datetime(2025, 12, 21, 16, 30, tzinfo=ZoneInfo("America/Nome"))
+    state = store.switching_state(1, at, nome)
+    assert state.on
+    assert state.next_switch is not None
+    local_end = state.next_switch.astimezone(ZoneInfo("America/Nome"))
+    assert local_end.date() == dt.date(2025, 12, 22)
+    assert abs(seconds(local_end.strftime("%H:%M:%S")) - seconds("12:03:12")) <= 60

@@ -1,6 +1,7 @@
 """Property tests: the effective schedule and the switching timeline agree with a brute-force oracle.
 
-The oracle below is written from STREETLIGHT-SEMANTICS alone and shares no code with
+The oracle below is written from STREETLIGHT-SEMANTICS (revised: the union of the periods of days D−1, D
+and D+1 in D's window) alone and shares no code with
 ``os3p_core._streetlight``: it answers "is the light on at instant t?" by finding the OS³P day that contains
 t, the winning profile of that day (from the wire dicts), and each period's instants with plain ``datetime``
 arithmetic.  The one thing it shares is the sun: Sunset(D) / Sunrise(D) come from ``os3p_core.sun_times``,
@@ -99,41 +100,46 @@ def point_instant(point: dict[str, Any], day: dt.date, site: SiteLocation) -> dt
     return event + dt.timedelta(seconds=point["offset"])
 
 
+def winner_of(profiles: list[dict[str, Any]], day: dt.date) -> dict[str, Any] | None:
+    candidates = [p for p in profiles if applies(p, day)]
+    return max(candidates, key=lambda p: p["stackLevel"]) if candidates else None
+
+
 def oracle_on(profiles: list[dict[str, Any]], t: dt.datetime, site: SiteLocation) -> bool:
+    """SEM "Nothing is lost at a window boundary": on when a period of the window's day, or of the day before
+    or after it (each from its own day's winner, computed from its own day's events), covers t."""
     zone = site.timezone
     assert isinstance(zone, ZoneInfo)
     day = oracle_day(t, zone)
-    candidates = [p for p in profiles if applies(p, day)]
-    if not candidates:
-        return False
-    winner = max(candidates, key=lambda p: p["stackLevel"])
-    w0, w1 = noon(day, zone), noon(day + dt.timedelta(days=1), zone)
-    for period in winner["daySchedule"]:
-        start = max(point_instant(period["start"], day, site), w0)
-        end = min(point_instant(period["end"], day, site), w1)
-        if start <= t < end:
-            return True
+    for d in (day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)):
+        winner = winner_of(profiles, d)
+        if winner is None:
+            continue
+        for period in winner["daySchedule"]:
+            if point_instant(period["start"], d, site) <= t < point_instant(period["end"], d, site):
+                return True
     return False
 
 
 def oracle_breakpoints(profiles: list[dict[str, Any]], day: dt.date, site: SiteLocation) -> list[dt.datetime]:
     """Every instant of day D's window at which :func:`oracle_on` can change its answer.
 
-    Inside one window the winning profile is fixed, so the oracle's answer is constant between the window
-    start and the (clipped) start and end points of the periods; evaluating it there and 1 ms before each
-    point checks the whole window exactly, not just at the minute samples.  All profiles' points are listed
-    (a superset of the winner's), computed with the oracle's own :func:`point_instant`.
+    Inside one window the answer depends on the periods of D−1, D and D+1 only, so it is constant between
+    the window start and their start and end points; evaluating it there and 1 ms before each point checks
+    the whole window exactly, not just at the minute samples.  All profiles' points of the three days are
+    listed (a superset of the winners'), computed with the oracle's own :func:`point_instant`.
     """
     zone = site.timezone
     assert isinstance(zone, ZoneInfo)
     w0, w1 = noon(day, zone), noon(day + dt.timedelta(days=1), zone)
     out = {w0}
-    for p in profiles:
-        for period in p["daySchedule"]:
-            for point in (period["start"], period["end"]):
-                t = point_instant(point, day, site)
-                if w0 <= t < w1:
-                    out.add(t)
+    for d in (day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)):
+        for p in profiles:
+            for period in p["daySchedule"]:
+                for point in (period["start"], period["end"]):
+                    t = point_instant(point, d, site)
+                    if w0 <= t < w1:
+                        out.add(t)
     return sorted(out)
 
 
