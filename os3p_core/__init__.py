@@ -7,6 +7,8 @@ embeds OS³P in another framework (asyncio included).
 Everything public is re-exported here; the modules themselves are private.
 """
 
+from typing import Any as _Any
+
 from ._actions import ACTIONS_SENT_BY, Action, Role, sender_of
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError, SchemaViolation
 
@@ -60,8 +62,9 @@ from ._converter import (
     unstructure,
 )
 
-# os3p_core.payloads is created on first access, not by ``import os3p_core`` (~40 ms of attrs classes).
-from ._converter import _package_getattr as __getattr__  # noqa: F401
+# os3p_core.payloads is created on first access, not by ``import os3p_core`` (~40 ms of attrs classes):
+# see __getattr__ at the end.
+from ._converter import _package_getattr as _payloads_getattr
 
 # --- end section ---
 
@@ -82,6 +85,9 @@ from ._streetlight import (
 from ._sun import SUN_DEPRESSION_DEGREES, SunTimes, sun_events_on_date, sun_times
 
 # --- end section ---
+
+# isort: split
+from ._version import version as _get_version
 
 __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "ACTIONS_SENT_BY",
@@ -153,3 +159,11 @@ __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "sun_times",
     # --- end section ---
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    # Attributes made on first access: ``payloads`` (the typed classes) and ``__version__``
+    # (importlib.metadata costs ~30 ms to import; os3p_core._version).
+    if name == "__version__":
+        return _get_version()
+    return _payloads_getattr(name)

@@ -132,3 +132,12 @@ __all__ = [
     "transfer_client",
     "upload",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # ``__version__``, looked up on first use: one distribution, one version (os3p_core._version).
+    if name == "__version__":
+        import os3p_core
+
+        return str(os3p_core.__version__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import trio
 
+import os3p_core
+
 from ._faults import FaultConfig
 from ._live import FleetStats, LiveStation, ScaledClock, run_fleet
 from ._station import StationConfig
@@ -35,6 +37,7 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="os3p-sim", description="OS³P substation simulator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {os3p_core.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

@@ -81,3 +81,12 @@ __all__ = [
     "validate_identity",
     "verify_authorization_key",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # ``__version__``, looked up on first use: one distribution, one version (os3p_core._version).
+    if name == "__version__":
+        import os3p_core
+
+        return str(os3p_core.__version__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

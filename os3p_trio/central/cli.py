@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import trio
 
+import os3p_core
 from os3p_trio import generate_authorization_key
 
 from ._api import state_json, station_json
@@ -113,6 +114,7 @@ def _add_db_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``os3p-central``."""
     parser = argparse.ArgumentParser(prog="os3p-central", description="The OS³P Central System.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {os3p_core.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the Central System (WebSocket server and operator API)")
