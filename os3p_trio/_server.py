@@ -201,6 +201,9 @@ class CentralSystemServer:
         self.timers = TimerService()
         self._sessions: dict[str, Session] = {}
         self._open = 0
+        #: Called with ``(target, status, reason)`` for every upgrade request answered: 101 accepted, or
+        #: the refusal's HTTP status (metrics, security-event log); ``None``: nothing is called.
+        self.on_handshake: Callable[[str, int, str], None] | None = None
 
     @property
     def port(self) -> int:
@@ -304,12 +307,16 @@ class CentralSystemServer:
             identity, record = await self._admit(pending, peercert)
         except HandshakeRejected as exc:
             logger.info("os3p server: refused %r with %d: %s", pending.request.target, exc.status, exc.reason)
+            if self.on_handshake is not None:
+                self.on_handshake(pending.request.target, exc.status, exc.reason)
             headers: list[tuple[bytes, bytes]] = []
             if exc.status == 401:
                 headers.append((b"WWW-Authenticate", b'Basic realm="OS3P", charset="UTF-8"'))
             await pending.reject(exc.status, headers)
             return None
         subprotocol = choose_subprotocol(pending.request.subprotocols, cfg.subprotocols)
+        if self.on_handshake is not None:
+            self.on_handshake(pending.request.target, 101, subprotocol or "no subprotocol")
         ws = await pending.accept(
             subprotocol, max_message_size=cfg.max_message_size, receive_chunk=cfg.receive_chunk
         )

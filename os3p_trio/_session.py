@@ -168,6 +168,7 @@ class Session:
         "close_timeout",
         "identity",
         "on_boot_state",
+        "on_frames",
         "ping_interval",
         "pong_timeout",
     )
@@ -198,6 +199,9 @@ class Session:
         self.close_timeout = close_timeout
         #: Called (synchronously, in the reader) with every :class:`os3p_core.BootStateChanged`.
         self.on_boot_state: Callable[[Session, BootStateChanged], None] | None = None
+        #: Called (synchronously) with ``(session, "in"|"out", texts)`` for every batch of messages read
+        #: or about to be written, e.g. by a message log; ``None`` costs nothing.
+        self.on_frames: Callable[[Session, str, list[str]], None] | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._nursery: trio.Nursery | None = None
         self._timers = timers
@@ -309,12 +313,14 @@ class Session:
                 while True:
                     try:
                         texts = await ws.receive_messages()
+                        if self.on_frames is not None:
+                            self.on_frames(self, "in", texts)
                         now = trio.current_time()
                         for text in texts:
                             conn.receive_message(text, now)
                             self._dispatch()
                         self._update_timer()
-                        await ws.flush(conn.messages_to_send)
+                        await ws.flush(self._outbox)
                     except ConnectionClosed:
                         peer_closed = True
                         break
@@ -406,8 +412,14 @@ class Session:
         except ConnectionClosed:
             pass  # the reader sees the close too and ends the session
 
+    def _outbox(self) -> list[str]:
+        texts = self._conn.messages_to_send()
+        if texts and self.on_frames is not None:
+            self.on_frames(self, "out", texts)
+        return texts
+
     async def _flush(self) -> None:
-        await self._ws.flush(self._conn.messages_to_send)
+        await self._ws.flush(self._outbox)
         self._update_timer()
         if self._close_request is not None:
             # e.g. boot Rejected: the answer is written, now close (§M3.1).

@@ -49,6 +49,8 @@ from starlette.routing import Route
 from os3p_core import SchemaViolation
 from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
 
+from ._console import monitor_routes
+from ._monitor import Monitor
 from ._service import CentralSystem, NotConnected, UnknownAction, format_time
 from ._sqlite import parse_timestamp
 from ._store import (
@@ -245,6 +247,7 @@ def create_api(
     *,
     public_url: str | None = None,
     api_token: str | None = None,
+    monitor: Monitor | None = None,
 ) -> Starlette:
     """The operator API of ``central`` as an ASGI application (run it with hypercorn's trio worker).
 
@@ -252,6 +255,7 @@ def create_api(
     uploads); by default the URL the request came in on.  ``api_token``: every ``/api/`` route requires
     ``Authorization: Bearer <api_token>`` (401 otherwise); ``None`` leaves them open (bind to loopback then).
     Firmware downloads are open; uploads need the station's capability URL (:func:`upload_token`).
+    ``monitor`` (a new, idle one by default) serves ``/metrics``, health, ``/api/fleet`` and the message log.
     """
     store = central.store
     files.ensure()
@@ -510,6 +514,9 @@ def create_api(
         Route("/firmware/{name}", get_firmware, methods=["GET"]),
         Route("/files/{identity}/{token}/{name}", receive_upload, methods=["PUT", "POST"]),
     ]
+    # --- monitor: metrics, health, fleet aggregates, message log (issue 15) ---
+    routes += monitor_routes(central, monitor or Monitor(store), operator)
+    # --- end monitor ---
     return Starlette(routes=routes)
 
 

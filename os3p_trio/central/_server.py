@@ -13,6 +13,7 @@ import logging
 import signal
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_c
 from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
+from ._monitor import Monitor
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
 from ._sqlite import StoreConfig, open_sqlite_store
 from ._store import Store
@@ -60,49 +62,92 @@ class StoreRegistry:
 class _SessionLink:
     """A live session as the operator side needs it (:class:`~._service.StationLink`)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, monitor: Monitor | None = None) -> None:
         self.session = session
+        self.monitor = monitor
 
     async def call(
         self, action: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
+        started = time.perf_counter()
+        outcome = "error"
+        result: dict[str, Any] | None = None
         try:
-            return await self.session.call_payload(action, payload, timeout=timeout)
+            result = await self.session.call_payload(action, payload, timeout=timeout)
+            outcome = "result"
+            return result
         except LocalProtocolError as exc:
             # The core refused to send (e.g. its queue of outgoing calls is full): nothing was sent.
+            outcome = "refused"
             raise NotConnected(f"{self.session.identity}: cannot send now: {exc}") from exc
+        except Exception as exc:
+            outcome = _OUTCOMES.get(type(exc).__name__, "error")
+            raise
+        finally:
+            if self.monitor is not None:
+                self.monitor.called(
+                    self.session.identity, action, payload, time.perf_counter() - started, outcome, result
+                )
+
+
+#: ``os3p_call_duration_seconds{outcome}`` by the exception an operator call ended with.
+_OUTCOMES = {
+    "CallErrorReceived": "callerror",
+    "CallTimeout": "timeout",
+    "ConnectionClosed": "closed",
+    "InvalidResult": "invalid",
+}
 
 
 class _LiveSessions:
-    def __init__(self, server: CentralSystemServer) -> None:
+    def __init__(self, server: CentralSystemServer, monitor: Monitor | None = None) -> None:
         self.server = server
+        self.monitor = monitor
 
     def get(self, identity: str) -> StationLink | None:
         session = self.server.get(identity)
-        return None if session is None or session.is_closed else _SessionLink(session)
+        return None if session is None or session.is_closed else _SessionLink(session, self.monitor)
 
     def count(self) -> int:
         return len(self.server.sessions)
 
 
-def build_router(central: CentralSystem) -> Router:
-    """A router with a handler for each of the 8 station-initiated actions (annex §6): store, then answer."""
+def build_router(central: CentralSystem, monitor: Monitor | None = None) -> Router:
+    """A router with a handler for each of the 8 station-initiated actions (annex §6): store, then answer.
+
+    With ``monitor``, each handled CALL is reported to it (metrics, live counters, console events)."""
     router = Router()
     for action in Action:
         if action.sender is Role.SUBSTATION:
             # Raw handlers: the store takes wire dicts (its columns follow the schema), so typed structuring
             # and unstructuring would only cost time (~0.46 ms for an 80-value MeterValues).
-            router.add(action, _handler(central, action), raw=True)
+            router.add(action, _handler(central, action, monitor), raw=True)
     return router
 
 
-def _handler(central: CentralSystem, action: Action) -> Callable[[Session, Any], Awaitable[dict[str, Any]]]:
+def _handler(
+    central: CentralSystem, action: Action, monitor: Monitor | None = None
+) -> Callable[[Session, Any], Awaitable[dict[str, Any]]]:
+    name = action.value
+
     async def handle(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
         # A raw handler: ``payload`` is the validated wire dict, the answer a wire dict (validated when sent).
-        return await central.handle(session.identity, action.value, payload)
+        return await central.handle(session.identity, name, payload)
 
-    handle.__name__ = f"handle_{action.value}"
-    return handle
+    async def observed(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+        assert monitor is not None
+        started = time.perf_counter()
+        ok = False
+        try:
+            answer = await central.handle(session.identity, name, payload)
+            ok = True
+            return answer
+        finally:
+            monitor.handled(session.identity, name, payload, time.perf_counter() - started, ok)
+
+    chosen = handle if monitor is None else observed
+    chosen.__name__ = f"handle_{action.value}"
+    return chosen
 
 
 @attrs.define
@@ -138,28 +183,39 @@ async def open_central_service(
     secret: bytes | None = None,
     public_url: str | None = None,
     api_token: str | None = None,
+    monitor: Monitor | None = None,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
     ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
     ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
     stations see it (firmware downloads, GetFile uploads), by default the URL of each request; ``api_token``
-    protects the operator routes (see :func:`~._api.create_api`).  On exit every
-    connection is closed (1001) and queued store writes are committed.
+    protects the operator routes (see :func:`~._api.create_api`); ``monitor`` (a new one by default) sees
+    frames, calls and connections for ``/metrics`` and the message log.  On exit every connection is
+    closed (1001) and queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
     # A crash may have left stations marked connected: nothing is connected before we listen.
     await store.mark_all_disconnected(central.clock())
     server_config = server_config or ServerConfig()
+    monitor = monitor or Monitor(store)
+    record_frames = monitor.on_frames
+
+    def frames(session: Session, direction: str, texts: list[str]) -> None:
+        record_frames(session.identity, direction, texts)
 
     async def on_connect(session: Session) -> None:
         identity = session.identity
+        # First, before any await: the message log sees the session's frames from here on.
+        session.on_frames = frames
         await central.connected(identity)
+        monitor.connection(identity, True)
         try:
             await trio.sleep_forever()
         finally:
             # Replaced by a newer connection (PROTOCOL-DECISIONS §1)?  Then the station is still connected.
             current = server.get(identity)
+            monitor.connection(identity, False, replaced=current is not None and current is not session)
             if current is None or current is session:
                 with trio.CancelScope(shield=True):
                     try:
@@ -168,19 +224,22 @@ async def open_central_service(
                         logger.info("central: could not record the disconnection of %r", identity)
 
     async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
         server = await nursery.start(
             lambda task_status: _serve_ws(
-                central, port, host, server_config, ssl_context, on_connect, task_status=task_status
+                central, port, host, server_config, ssl_context, on_connect, monitor, task_status=task_status
             )
         )
-        central.live = _LiveSessions(server)
+        monitor.connections = lambda: len(server.sessions)
+        monitor.listening = True
+        central.live = _LiveSessions(server, monitor)
         scheme = "wss" if ssl_context is not None else "ws"
         endpoint = server_config.endpoints[0]
         ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
         central.ws_url = ws_url
         api_url = await nursery.start(
             lambda task_status: serve_api(
-                create_api(central, files, public_url=public_url, api_token=api_token),
+                create_api(central, files, public_url=public_url, api_token=api_token, monitor=monitor),
                 host=api_host,
                 port=api_port,
                 certfile=certfile,
@@ -201,11 +260,12 @@ async def _serve_ws(
     server_config: ServerConfig,
     ssl_context: ssl.SSLContext | None,
     on_connect: Callable[[Session], Awaitable[None]],
+    monitor: Monitor,
     *,
     task_status: trio.TaskStatus[CentralSystemServer],
 ) -> None:
     async with open_central_system(
-        build_router(central),
+        build_router(central, monitor),
         port,
         host=host,
         registry=StoreRegistry(central),
@@ -213,6 +273,7 @@ async def _serve_ws(
         ssl_context=ssl_context,
         on_connect=on_connect,
     ) as server:
+        server.on_handshake = monitor.on_handshake
         task_status.started(server)
         await trio.sleep_forever()
 
