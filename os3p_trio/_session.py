@@ -165,6 +165,7 @@ class Session:
         "_timers",
         "_waiters",
         "_ws",
+        "admission",
         "close_timeout",
         "identity",
         "on_boot_state",
@@ -198,6 +199,9 @@ class Session:
         self.close_timeout = close_timeout
         #: Called (synchronously, in the reader) with every :class:`os3p_core.BootStateChanged`.
         self.on_boot_state: Callable[[Session, BootStateChanged], None] | None = None
+        #: What the server's ``on_admit`` hook returned for this connection (e.g. a cluster's
+        #: connection epoch); ``None`` without one.
+        self.admission: Any = None
         self._waiters: dict[str, _Waiter] = {}
         self._nursery: trio.Nursery | None = None
         self._timers = timers

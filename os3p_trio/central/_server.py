@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_c
 from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
+from ._cluster import Cluster, ClusterConfig, open_cluster
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
 from ._sqlite import StoreConfig, open_sqlite_store
 from ._store import Store
@@ -138,18 +140,24 @@ async def open_central_service(
     secret: bytes | None = None,
     public_url: str | None = None,
     api_token: str | None = None,
+    cluster: ClusterConfig | None = None,
+    reuse_port: bool = False,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
     ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
     ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
     stations see it (firmware downloads, GetFile uploads), by default the URL of each request; ``api_token``
-    protects the operator routes (see :func:`~._api.create_api`).  On exit every
-    connection is closed (1001) and queued store writes are committed.
+    protects the operator routes (see :func:`~._api.create_api`).  ``cluster``: run as one node of a
+    cluster (docs/cluster.md): ownership claimed in the store before the 101, operator calls routed to
+    the node holding the station, events published on Redis.  ``reuse_port``: bind both ports with
+    ``SO_REUSEPORT`` (workers sharing them).  On exit every connection is closed (1001) and queued store
+    writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
-    # A crash may have left stations marked connected: nothing is connected before we listen.
-    await store.mark_all_disconnected(central.clock())
+    if cluster is None:
+        # A crash may have left stations marked connected: nothing is connected before we listen.
+        await store.mark_all_disconnected(central.clock())
     server_config = server_config or ServerConfig()
 
     async def on_connect(session: Session) -> None:
@@ -167,17 +175,31 @@ async def open_central_service(
                     except Exception:  # the station was removed meanwhile: nothing to record
                         logger.info("central: could not record the disconnection of %r", identity)
 
-    async with trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
+        node = None if cluster is None else await stack.enter_async_context(open_cluster(store, cluster))
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        listeners = [_reuse_port_listener(host, port)] if reuse_port else None
         server = await nursery.start(
             lambda task_status: _serve_ws(
-                central, port, host, server_config, ssl_context, on_connect, task_status=task_status
+                central,
+                port,
+                host,
+                server_config,
+                ssl_context,
+                on_connect if node is None else node.run_connection,
+                None if node is None else node.claim,
+                listeners,
+                task_status=task_status,
             )
         )
         central.live = _LiveSessions(server)
+        if node is not None:
+            await _join_cluster(central, node, server_config, nursery)
         scheme = "wss" if ssl_context is not None else "ws"
         endpoint = server_config.endpoints[0]
         ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
         central.ws_url = ws_url
+        api_socket = _reuse_port_socket(api_host, api_port) if reuse_port else None
         api_url = await nursery.start(
             lambda task_status: serve_api(
                 create_api(central, files, public_url=public_url, api_token=api_token),
@@ -185,9 +207,12 @@ async def open_central_service(
                 port=api_port,
                 certfile=certfile,
                 keyfile=keyfile,
+                sock=api_socket,
                 task_status=task_status,
             )
         )
+        if node is not None:
+            node.info.update(websocket=ws_url, api=api_url)
         try:
             yield CentralService(central, server, ws_url, api_url)
         finally:
@@ -201,6 +226,8 @@ async def _serve_ws(
     server_config: ServerConfig,
     ssl_context: ssl.SSLContext | None,
     on_connect: Callable[[Session], Awaitable[None]],
+    on_admit: Callable[[str], Awaitable[Any]] | None = None,
+    listeners: list[trio.SocketListener] | None = None,
     *,
     task_status: trio.TaskStatus[CentralSystemServer],
 ) -> None:
@@ -212,9 +239,45 @@ async def _serve_ws(
         config=server_config,
         ssl_context=ssl_context,
         on_connect=on_connect,
+        on_admit=on_admit,
+        listeners=listeners,
     ) as server:
         task_status.started(server)
         await trio.sleep_forever()
+
+
+# --- cluster wiring (docs/cluster.md) -----------------------------------------------------------------------
+
+
+async def _join_cluster(
+    central: CentralSystem, node: Cluster, server_config: ServerConfig, nursery: trio.Nursery
+) -> None:
+    """Operator calls go through the router (local stations directly), notifications to the events stream."""
+    from ._routing import CallRouter, ClusterStations
+
+    router = CallRouter(node, _SessionLink, call_timeout=server_config.connection.call_timeout)
+    await nursery.start(router.run)
+    central.live = ClusterStations(router)
+    node.instrument(central)
+
+
+def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    from ._workers import reuse_port_trio_listener
+
+    return reuse_port_trio_listener(host, port)
+
+
+def _reuse_port_socket(host: str, port: int) -> Any:
+    from ._workers import reuse_port_socket
+
+    return reuse_port_socket(host, port)
+
+
+def _cluster_config(args: argparse.Namespace) -> ClusterConfig | None:
+    if getattr(args, "redis", None) is None:
+        return None
+    node_id = args.node_id or f"{socket.gethostname()}-{args.port}"
+    return ClusterConfig(redis_url=args.redis, node_id=node_id)
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -263,6 +326,11 @@ async def _serve(args: argparse.Namespace) -> int:
         auth_secret=secret if args.auth == "basic" else None,
         require_client_certificate=bool(args.client_ca),
     )
+    cluster_config = _cluster_config(args)
+    if cluster_config is not None or args.reuse_port:
+        from ._workers import raise_open_file_limit
+
+        raise_open_file_limit()  # one file per station: a node takes what the hard limit allows
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_sqlite_store(db, StoreConfig(synchronous=args.synchronous)) as store,
@@ -281,6 +349,8 @@ async def _serve(args: argparse.Namespace) -> int:
                 secret=secret,
                 public_url=args.public_url,
                 api_token=api_token,
+                cluster=cluster_config,
+                reuse_port=args.reuse_port,
             ) as service,
         ):
             print(f"websocket {service.ws_url}", flush=True)
