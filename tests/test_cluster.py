@@ -17,6 +17,7 @@ from os3p_trio.central import open_sqlite_store
 from os3p_trio.central._cluster import Cluster, ClusterConfig, connect_redis, follow_events
 from os3p_trio.central._routing import CallRouter, ClusterUnavailable, OwnerNodeDead
 from os3p_trio.central._server import _SessionLink
+from os3p_trio.central._service import NotConnected
 
 
 async def test_coredis_runs_under_trio(redis: RedisServer) -> None:
@@ -123,3 +124,50 @@ async def test_routing_to_a_dead_owner_is_409_at_once_and_without_redis_503(
             redis.stop()
             with trio.fail_after(10), pytest.raises(ClusterUnavailable):
                 await router.call("ST1", "Reset", {"type": "Soft"}, timeout=30)
+
+
+async def test_routed_call_travels_through_the_owner_inbox_and_back(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    async with open_sqlite_store(tmp_path / "c.db") as store:
+        a, b = Cluster(store, _config(redis, "a")), Cluster(store, _config(redis, "b"))
+        router_a, router_b = CallRouter(a, _SessionLink), CallRouter(b, _SessionLink)
+        async with a.redis, b.redis, trio.open_nursery() as nursery:
+            for node, router in ((a, router_a), (b, router_b)):
+                await nursery.start(router.run)
+                nursery.start_soon(node.read_stream, node.inbox_key(node.node_id), node._on_inbox)
+            nursery.start_soon(b._liveness_loop)
+            await trio.sleep(0.3)  # b's liveness key exists, both readers started
+            # The cache says b holds ST1, but b has no such session: b answers, a raises NotConnected.
+            await a.redis.set(a.owner_key("ST1"), "7 b")
+            with trio.fail_after(10), pytest.raises(NotConnected, match="not connected"):
+                await router_a.call("ST1", "Reset", {"type": "Soft"}, timeout=5)
+            # A call whose deadline has passed when it reaches b is refused, never executed.
+            await a.redis.xadd(
+                b.inbox_key("b"),
+                {"kind": "call", "id": "late1", "identity": "ST1", "action": "Reset",
+                 "payload": '{"type":"Soft"}', "deadline": repr(a.clock() - 1), "reply": "a"},
+            )
+            with trio.fail_after(10):
+                while router_b.expired == 0:
+                    await trio.sleep(0.05)
+            replies = await a.redis.xrange(a.replies_key("a"))
+            outcomes = {e.field_values["id"]: e.field_values["outcome"] for e in replies}
+            assert outcomes["late1"] == "expired"
+            nursery.cancel_scope.cancel()
+
+
+def test_reuse_port_sockets_share_a_port_and_workers_get_their_own_options() -> None:
+    from os3p_trio.central._workers import raise_open_file_limit, reuse_port_socket, worker_argv
+
+    reserved = reuse_port_socket("127.0.0.1", 0, listen=False)
+    port = reserved.getsockname()[1]
+    first, second = reuse_port_socket("127.0.0.1", port), reuse_port_socket("127.0.0.1", port)
+    assert first.getsockname()[1] == second.getsockname()[1] == port
+    for sock in (reserved, first, second):
+        sock.close()
+    assert raise_open_file_limit() >= 1
+    argv = worker_argv(["--db", "x", "--workers", "3", "--node-id", "n", "--port=9", "--redis", "r"], 2, "n",
+                       9220, 9221)
+    assert argv == ["--db", "x", "--redis", "r", "--node-id", "n-2", "--port", "9220", "--api-port", "9221",
+                    "--reuse-port"]
