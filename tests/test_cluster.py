@@ -13,6 +13,7 @@ import pytest
 import trio
 from servers import RedisServer
 
+from os3p_trio import Session
 from os3p_trio.central import open_sqlite_store
 from os3p_trio.central._cluster import Cluster, ClusterConfig, connect_redis, follow_events
 from os3p_trio.central._routing import CallRouter, ClusterUnavailable, OwnerNodeDead
@@ -171,3 +172,59 @@ def test_reuse_port_sockets_share_a_port_and_workers_get_their_own_options() -> 
                        9220, 9221)
     assert argv == ["--db", "x", "--redis", "r", "--node-id", "n-2", "--port", "9220", "--api-port", "9221",
                     "--reuse-port"]
+
+
+async def test_admission_hook_runs_before_the_101_and_its_refusals_are_http_answers() -> None:
+    from test_trio_support import FAST_SERVER, CentralApp, raw_station
+
+    from os3p_trio import HandshakeFailed, HandshakeRejected, open_central_system
+
+    admitted: list[str] = []
+    sessions: list[object] = []
+
+    async def on_admit(identity: str) -> int:
+        if identity == "GONE":
+            raise HandshakeRejected(404, "removed meanwhile")
+        if identity == "DOWN":
+            raise OSError("store unavailable")
+        admitted.append(identity)
+        return 41 + len(admitted)
+
+    async def on_connect(session: Session) -> None:
+        sessions.append(session.admission)
+        await trio.sleep_forever()
+
+    app = CentralApp()
+    async with open_central_system(
+        app.router, 0, host="127.0.0.1", config=FAST_SERVER, on_admit=on_admit, on_connect=on_connect
+    ) as server:
+        ws = await raw_station(server.port, "S1")
+        with trio.fail_after(5):
+            while not sessions:
+                await trio.sleep(0.01)
+        assert admitted == ["S1"]
+        assert sessions == [42]
+        assert server.get("S1") is not None
+        assert server.get("S1").admission == 42  # type: ignore[union-attr]
+        for identity, status in (("GONE", 404), ("DOWN", 503)):
+            with pytest.raises(HandshakeFailed) as failed:
+                await raw_station(server.port, identity)
+            assert failed.value.status == status
+        await ws.aclose()
+
+
+async def test_healthz_answers_without_a_token(tmp_path: Path) -> None:
+    import httpx
+
+    from os3p_trio.central import FileArea, open_central_service
+
+    files = FileArea(tmp_path / "fw", tmp_path / "up")
+    async with (
+        open_sqlite_store(tmp_path / "c.db") as store,
+        open_central_service(store, files=files, api_token="t0ken") as service,  # type: ignore[arg-type]
+        httpx.AsyncClient() as client,
+    ):
+        health = await client.get(service.api_url + "/healthz")
+        info = await client.get(service.api_url + "/api/info")
+    assert (health.status_code, health.text) == (200, "ok\n")
+    assert info.status_code == 401
