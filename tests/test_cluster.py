@@ -228,3 +228,43 @@ async def test_healthz_answers_without_a_token(tmp_path: Path) -> None:
         info = await client.get(service.api_url + "/api/info")
     assert (health.status_code, health.text) == (200, "ok\n")
     assert info.status_code == 401
+
+
+async def test_routed_call_reaches_a_station_on_another_node(redis: RedisServer, tmp_path: Path) -> None:
+    """Node b holds the station (its ownership published by ``run_connection``); node a's router reaches
+    it through b's inbox: a CALLRESULT comes back as the result, a CALLERROR as CallErrorReceived."""
+    from test_trio_roles import station_router
+    from test_trio_support import BOOT, FAST_CLIENT, FAST_SERVER, CentralApp
+
+    from os3p_trio import CallErrorReceived, open_central_system, open_substation
+
+    async def epoch_seven(identity: str) -> int:
+        return 7  # what the store's claim_connection returns; the cluster takes it from session.admission
+
+    async with open_sqlite_store(tmp_path / "c.db") as store:
+        a, b = Cluster(store, _config(redis, "a")), Cluster(store, _config(redis, "b"))
+        router_a, router_b = CallRouter(a, _SessionLink), CallRouter(b, _SessionLink)
+        app = CentralApp()
+        async with a.redis, b.redis, trio.open_nursery() as nursery:
+            for node, router in ((a, router_a), (b, router_b)):
+                await nursery.start(router.run)
+                nursery.start_soon(node.read_stream, node.inbox_key(node.node_id), node._on_inbox)
+            nursery.start_soon(b._liveness_loop)
+            async with open_central_system(
+                app.router, 0, host="127.0.0.1", config=FAST_SERVER, on_admit=epoch_seven,
+                on_connect=b.run_connection,
+            ) as server, open_substation(
+                f"ws://127.0.0.1:{server.port}/OS3P", "ST1", station_router(), BOOT, config=FAST_CLIENT
+            ) as station:
+                await station.wait_accepted()
+                with trio.fail_after(10):
+                    while await a.redis.get(a.owner_key("ST1")) != "7 b":
+                        await trio.sleep(0.05)
+                assert "ST1" in b.local
+                with trio.fail_after(10):
+                    result = await router_a.call("ST1", "GetConfiguration", {}, timeout=5)
+                    assert result["configurationKey"][0]["key"] == "HeartbeatInterval"
+                    with pytest.raises(CallErrorReceived) as refused:
+                        await router_a.call("ST1", "Reset", {"type": "Soft"}, timeout=5)
+                assert refused.value.code == "NotImplemented"
+            nursery.cancel_scope.cancel()
