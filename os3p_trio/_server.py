@@ -12,6 +12,9 @@ around it.  Per accepted TCP connection (PROTOCOL-DECISIONS §1, in this order):
 5. Basic auth (if a server secret is set): user-id == identity and the key's HMAC matches the
    stored hash, else 401 — the same 401 for an unknown station (no enumeration of identities);
    without auth an unknown station gets 404 (§J3.2);
+5a. ``on_admit(identity)`` (optional, e.g. a cluster's ownership claim): its result becomes the
+   session's ``admission``; a :class:`HandshakeRejected` from it refuses the upgrade with its status,
+   any other exception with 503 (the station retries later);
 6. subprotocol: the client's first choice we support; none → upgrade without
    ``Sec-WebSocket-Protocol`` and close at once (§J3.2 MUST, close code 1002);
 7. one connection per identity: an older live connection is closed with 1000 "replaced";
@@ -174,6 +177,7 @@ class InMemoryRegistry:
 
 
 OnConnect = Callable[[Session], Awaitable[Any]]
+OnAdmit = Callable[[str], Awaitable[Any]]
 
 
 class CentralSystemServer:
@@ -190,8 +194,10 @@ class CentralSystemServer:
         config: ServerConfig,
         ssl_context: ssl.SSLContext | None,
         on_connect: OnConnect | None,
+        on_admit: OnAdmit | None = None,
     ) -> None:
         self.router = router
+        self.on_admit = on_admit
         self.registry = registry
         self.config = config
         self.ssl_context = ssl_context
@@ -236,13 +242,13 @@ class CentralSystemServer:
         """
         try:
             cfg = self.config
-            accepted: tuple[WebSocket, str, StationRecord] | None = None
+            accepted: tuple[WebSocket, str, StationRecord, Any] | None = None
             with trio.move_on_after(cfg.handshake_timeout):
                 accepted = await self._handshake(stream)
             if accepted is None:
                 await trio.aclose_forcefully(stream)
                 return
-            ws, identity, record = accepted
+            ws, identity, record, admission = accepted
             previously_accepted = record.previously_accepted
             del accepted, record  # this frame lives as long as the connection
             if ws.subprotocol is None:
@@ -264,6 +270,8 @@ class CentralSystemServer:
                 close_timeout=cfg.close_timeout,
             )
             session.on_boot_state = self._boot_state_changed
+            session.admission = admission
+            del admission
             old = self._sessions.get(identity)
             self._sessions[identity] = session
             if old is not None:
@@ -288,7 +296,9 @@ class CentralSystemServer:
             with contextlib.suppress(ConnectionClosed):  # the session ended meanwhile
                 session.start_soon(self.registry.remember_boot, session.identity, accepted)
 
-    async def _handshake(self, stream: trio.abc.Stream) -> tuple[WebSocket, str, StationRecord] | None:
+    async def _handshake(
+        self, stream: trio.abc.Stream
+    ) -> tuple[WebSocket, str, StationRecord, Any] | None:
         cfg = self.config
         peercert: dict[str, Any] | None = None
         if self.ssl_context is not None:
@@ -303,8 +313,17 @@ class CentralSystemServer:
         pending = await server_handshake(stream)
         if pending is None:
             return None
+        admission: Any = None
         try:
             identity, record = await self._admit(pending, peercert)
+            if self.on_admit is not None:
+                try:
+                    admission = await self.on_admit(identity)
+                except HandshakeRejected:
+                    raise
+                except Exception as exc:
+                    logger.warning("os3p server: admission of %r failed: %r", identity, exc)
+                    raise HandshakeRejected(503, "the server cannot admit the station now") from exc
         except HandshakeRejected as exc:
             logger.info("os3p server: refused %r with %d: %s", pending.request.target, exc.status, exc.reason)
             if self.on_handshake is not None:
@@ -320,7 +339,7 @@ class CentralSystemServer:
         ws = await pending.accept(
             subprotocol, max_message_size=cfg.max_message_size, receive_chunk=cfg.receive_chunk
         )
-        return ws, identity, record
+        return ws, identity, record, admission
 
     async def _admit(
         self, pending: PendingUpgrade, peercert: dict[str, Any] | None
@@ -355,6 +374,7 @@ async def serve_central_system(
     config: ServerConfig | None = None,
     ssl_context: ssl.SSLContext | None = None,
     on_connect: OnConnect | None = None,
+    on_admit: OnAdmit | None = None,
     listeners: list[trio.SocketListener] | None = None,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[CentralSystemServer] = trio.TASK_STATUS_IGNORED,
@@ -364,13 +384,15 @@ async def serve_central_system(
     ``router``: handlers for station-initiated calls.  ``registry``: who may connect (default: open
     registration, everyone).  ``on_connect(session)``: runs for the life of each connection in its
     nursery (cancelled when the connection ends; its exception closes only that connection with
-    1011).  ``ssl_context``: serve ``wss://``.  ``task_status.started`` gets the
-    :class:`CentralSystemServer`.  Cancelling closes every connection with 1001 (unless
-    ``handler_nursery`` is an outside nursery, as with ``trio.serve_tcp``).
+    1011).  ``on_admit(identity)``: runs after authentication, before the 101 (step 5a of the module
+    docstring); its result is the session's ``admission``.  ``ssl_context``: serve ``wss://``.
+    ``task_status.started`` gets the :class:`CentralSystemServer`.  Cancelling closes every
+    connection with 1001 (unless ``handler_nursery`` is an outside nursery, as with
+    ``trio.serve_tcp``).
     """
     cfg = config if config is not None else ServerConfig()
     reg = registry if registry is not None else InMemoryRegistry(open_registration=True)
-    server = CentralSystemServer(router, reg, cfg, ssl_context, on_connect)
+    server = CentralSystemServer(router, reg, cfg, ssl_context, on_connect, on_admit)
     if listeners is None:
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     server.listeners = listeners
@@ -398,6 +420,8 @@ async def open_central_system(
     config: ServerConfig | None = None,
     ssl_context: ssl.SSLContext | None = None,
     on_connect: OnConnect | None = None,
+    on_admit: OnAdmit | None = None,
+    listeners: list[trio.SocketListener] | None = None,
 ) -> AsyncIterator[CentralSystemServer]:
     """``async with open_central_system(router, 0, host="127.0.0.1") as server:`` — the server runs
     for the body; leaving it closes every connection with 1001."""
@@ -411,6 +435,8 @@ async def open_central_system(
                 config=config,
                 ssl_context=ssl_context,
                 on_connect=on_connect,
+                on_admit=on_admit,
+                listeners=listeners,
                 task_status=task_status,
             )
         )

@@ -165,6 +165,7 @@ class Session:
         "_timers",
         "_waiters",
         "_ws",
+        "admission",
         "close_timeout",
         "identity",
         "on_boot_state",
@@ -202,6 +203,9 @@ class Session:
         #: Called (synchronously) with ``(session, "in"|"out", texts)`` for every batch of messages read
         #: or about to be written, e.g. by a message log; ``None`` costs nothing.
         self.on_frames: Callable[[Session, str, list[str]], None] | None = None
+        #: What the server's ``on_admit`` hook returned for this connection (e.g. a cluster's
+        #: connection epoch); ``None`` without one.
+        self.admission: Any = None
         self._waiters: dict[str, _Waiter] = {}
         self._nursery: trio.Nursery | None = None
         self._timers = timers

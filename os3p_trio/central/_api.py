@@ -23,7 +23,9 @@ Errors are ``{"error": <kind>, "message": ..., ...}`` with the status codes of `
 unknown
 station or action, 409 station disconnected (or already registered), 422 payload failing its schema (with the
 CallError code, path and rule it would have produced), 502 the station answered a CALLERROR (its code,
-description and details), 504 the call timed out.
+description and details), 504 the call timed out; in a cluster (docs/cluster.md) also 409 ``OwnerNodeDead``
+(the node holding the station is gone) and 503 ``ClusterUnavailable`` (Redis unreachable, the call cannot be
+routed).  ``GET /healthz`` answers 200 ``ok`` without a token (load balancer health checks).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidR
 
 from ._console import monitor_routes
 from ._monitor import Monitor
+from ._routing import ClusterUnavailable, OwnerNodeDead
 from ._service import CentralSystem, NotConnected, UnknownAction, format_time
 from ._sqlite import parse_timestamp
 from ._store import (
@@ -441,8 +445,12 @@ def create_api(
             )
         except UnknownStation:
             return _not_found(identity)
+        except OwnerNodeDead as exc:
+            return _error(409, "OwnerNodeDead", str(exc), identity=identity)
         except NotConnected:
             return _error(409, "NotConnected", f"station {identity!r} is not connected", identity=identity)
+        except ClusterUnavailable as exc:
+            return _error(503, "ClusterUnavailable", str(exc), identity=identity)
         except CallErrorReceived as exc:
             return _error(
                 502,
@@ -498,7 +506,12 @@ def create_api(
         upload = await store.record_upload(identity, name, size, sha256, central.clock())
         return JSONResponse(upload_json(upload), status_code=201)
 
+    async def healthz(request: Request) -> Response:
+        # Liveness for a load balancer (docs/haproxy.cfg): the process answers HTTP; no token, no store.
+        return Response("ok\n", media_type="text/plain")
+
     routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/api/info", operator(info), methods=["GET"]),
         Route("/api/summary", operator(summary), methods=["GET"]),
         Route("/api/stations", operator(list_stations), methods=["GET"]),
@@ -527,12 +540,17 @@ async def serve_api(
     port: int = 0,
     certfile: str | None = None,
     keyfile: str | None = None,
+    sock: socket.socket | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until cancelled; ``task_status.started`` gets the base URL
-    (``http://127.0.0.1:PORT``, ``https://`` with a certificate), with the real port when ``port`` is 0."""
+    (``http://127.0.0.1:PORT``, ``https://`` with a certificate), with the real port when ``port`` is 0.
+    ``sock``: serve this bound socket instead of binding ``host``:``port``."""
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if sock is not None:
+        # A socket made by the caller (``SO_REUSEPORT`` workers): hypercorn serves it by descriptor.
+        config.bind = [f"fd://{sock.fileno()}"]
     config.certfile = certfile
     config.keyfile = keyfile
     config.accesslog = None

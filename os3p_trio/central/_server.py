@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_c
 from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
+from ._cluster import Cluster, ClusterConfig, open_cluster
 from ._monitor import Monitor
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
 from ._sqlite import StoreConfig, open_sqlite_store
@@ -184,6 +186,8 @@ async def open_central_service(
     public_url: str | None = None,
     api_token: str | None = None,
     monitor: Monitor | None = None,
+    cluster: ClusterConfig | None = None,
+    reuse_port: bool = False,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
@@ -191,12 +195,16 @@ async def open_central_service(
     ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
     stations see it (firmware downloads, GetFile uploads), by default the URL of each request; ``api_token``
     protects the operator routes (see :func:`~._api.create_api`); ``monitor`` (a new one by default) sees
-    frames, calls and connections for ``/metrics`` and the message log.  On exit every connection is
-    closed (1001) and queued store writes are committed.
+    frames, calls and connections for ``/metrics`` and the message log.  ``cluster``: run as one node of a
+    cluster (docs/cluster.md): ownership claimed in the store before the 101, operator calls routed to
+    the node holding the station, events published on Redis.  ``reuse_port``: bind both ports with
+    ``SO_REUSEPORT`` (workers sharing them).  On exit every connection is closed (1001) and queued store
+    writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
-    # A crash may have left stations marked connected: nothing is connected before we listen.
-    await store.mark_all_disconnected(central.clock())
+    if cluster is None:
+        # A crash may have left stations marked connected: nothing is connected before we listen.
+        await store.mark_all_disconnected(central.clock())
     server_config = server_config or ServerConfig()
     monitor = monitor or Monitor(store)
     record_frames = monitor.on_frames
@@ -223,20 +231,51 @@ async def open_central_service(
                     except Exception:  # the station was removed meanwhile: nothing to record
                         logger.info("central: could not record the disconnection of %r", identity)
 
-    async with trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
+        node = None if cluster is None else await stack.enter_async_context(open_cluster(store, cluster))
+        nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(monitor.run)
+        listeners = [_reuse_port_listener(host, port)] if reuse_port else None
+        connect = on_connect
+        if node is not None:
+            run_connection = node.run_connection
+
+            async def connect(session: Session) -> None:
+                # The cluster node records the connection (fenced by its epoch); the monitor sees it too.
+                session.on_frames = frames
+                monitor.connection(session.identity, True)
+                try:
+                    await run_connection(session)
+                finally:
+                    current = server.get(session.identity)
+                    monitor.connection(
+                        session.identity, False, replaced=current is not None and current is not session
+                    )
+
         server = await nursery.start(
             lambda task_status: _serve_ws(
-                central, port, host, server_config, ssl_context, on_connect, monitor, task_status=task_status
+                central,
+                port,
+                host,
+                server_config,
+                ssl_context,
+                connect,
+                monitor,
+                None if node is None else node.claim,
+                listeners,
+                task_status=task_status,
             )
         )
         monitor.connections = lambda: len(server.sessions)
         monitor.listening = True
         central.live = _LiveSessions(server, monitor)
+        if node is not None:
+            await _join_cluster(central, node, server_config, nursery)
         scheme = "wss" if ssl_context is not None else "ws"
         endpoint = server_config.endpoints[0]
         ws_url = f"{scheme}://{_host_for_url(host)}:{server.port}{endpoint}"
         central.ws_url = ws_url
+        api_socket = _reuse_port_socket(api_host, api_port) if reuse_port else None
         api_url = await nursery.start(
             lambda task_status: serve_api(
                 create_api(central, files, public_url=public_url, api_token=api_token, monitor=monitor),
@@ -244,9 +283,12 @@ async def open_central_service(
                 port=api_port,
                 certfile=certfile,
                 keyfile=keyfile,
+                sock=api_socket,
                 task_status=task_status,
             )
         )
+        if node is not None:
+            node.info.update(websocket=ws_url, api=api_url)
         try:
             yield CentralService(central, server, ws_url, api_url)
         finally:
@@ -261,6 +303,8 @@ async def _serve_ws(
     ssl_context: ssl.SSLContext | None,
     on_connect: Callable[[Session], Awaitable[None]],
     monitor: Monitor,
+    on_admit: Callable[[str], Awaitable[Any]] | None = None,
+    listeners: list[trio.SocketListener] | None = None,
     *,
     task_status: trio.TaskStatus[CentralSystemServer],
 ) -> None:
@@ -272,10 +316,46 @@ async def _serve_ws(
         config=server_config,
         ssl_context=ssl_context,
         on_connect=on_connect,
+        on_admit=on_admit,
+        listeners=listeners,
     ) as server:
         server.on_handshake = monitor.on_handshake
         task_status.started(server)
         await trio.sleep_forever()
+
+
+# --- cluster wiring (docs/cluster.md) -----------------------------------------------------------------------
+
+
+async def _join_cluster(
+    central: CentralSystem, node: Cluster, server_config: ServerConfig, nursery: trio.Nursery
+) -> None:
+    """Operator calls go through the router (local stations directly), notifications to the events stream."""
+    from ._routing import CallRouter, ClusterStations
+
+    router = CallRouter(node, _SessionLink, call_timeout=server_config.connection.call_timeout)
+    await nursery.start(router.run)
+    central.live = ClusterStations(router)
+    node.instrument(central)
+
+
+def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    from ._workers import reuse_port_trio_listener
+
+    return reuse_port_trio_listener(host, port)
+
+
+def _reuse_port_socket(host: str, port: int) -> Any:
+    from ._workers import reuse_port_socket
+
+    return reuse_port_socket(host, port)
+
+
+def _cluster_config(args: argparse.Namespace) -> ClusterConfig | None:
+    if getattr(args, "redis", None) is None:
+        return None
+    node_id = args.node_id or f"{socket.gethostname()}-{args.port}"
+    return ClusterConfig(redis_url=args.redis, node_id=node_id)
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -324,6 +404,11 @@ async def _serve(args: argparse.Namespace) -> int:
         auth_secret=secret if args.auth == "basic" else None,
         require_client_certificate=bool(args.client_ca),
     )
+    cluster_config = _cluster_config(args)
+    if cluster_config is not None or args.reuse_port:
+        from ._workers import raise_open_file_limit
+
+        raise_open_file_limit()  # one file per station: a node takes what the hard limit allows
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_sqlite_store(db, StoreConfig(synchronous=args.synchronous)) as store,
@@ -342,6 +427,8 @@ async def _serve(args: argparse.Namespace) -> int:
                 secret=secret,
                 public_url=args.public_url,
                 api_token=api_token,
+                cluster=cluster_config,
+                reuse_port=args.reuse_port,
             ) as service,
         ):
             print(f"websocket {service.ws_url}", flush=True)

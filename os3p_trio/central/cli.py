@@ -26,6 +26,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,29 @@ def _add_db_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_cluster_options(serve: argparse.ArgumentParser) -> None:
+    """``serve``'s cluster options (docs/cluster.md)."""
+    group = serve.add_argument_group("cluster", "run as one node of a cluster sharing a database and Redis")
+    group.add_argument(
+        "--redis", default=None, metavar="URL", help="redis://HOST:PORT/N: join the cluster that Redis holds"
+    )
+    group.add_argument(
+        "--node-id", default=None, help="this node's unique, stable name (default: the host name and port)"
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start N node processes sharing the ports (SO_REUSEPORT; needs --redis; default 1)",
+    )
+    group.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind the ports with SO_REUSEPORT (what --workers gives each worker)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``os3p-central``."""
     parser = argparse.ArgumentParser(prog="os3p-central", description="The OS³P Central System.")
@@ -172,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="FULL",
         help="SQLite synchronous mode (FULL: survives power loss; NORMAL: survives a crash)",
     )
+    _add_cluster_options(serve)
 
     stations = commands.add_parser("stations", help="manage registered stations")
     station_commands = stations.add_subparsers(dest="stations_command", required=True)
@@ -365,9 +390,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
+    if args.workers != 1:
+        return _run_workers(args, list(argv) if argv is not None else sys.argv[1:])
     from ._server import run_serve
 
     return run_serve(args)
+
+
+def _run_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    from ._workers import run_workers
+
+    if args.workers < 1 or args.redis is None:
+        print("os3p-central: --workers N needs N >= 1 and --redis (the workers route calls through it)",
+              file=sys.stderr)
+        return 2
+    serve_argv = argv[argv.index("serve") + 1 :]
+    node_id = args.node_id or f"{socket.gethostname()}-{args.port}"
+    return run_workers(serve_argv, args.workers, node_id, args.host, args.port, args.api_host, args.api_port)
 
 
 if __name__ == "__main__":  # pragma: no cover
