@@ -25,7 +25,8 @@ station or action, 409 station disconnected (or already registered), 422 payload
 CallError code, path and rule it would have produced), 502 the station answered a CALLERROR (its code,
 description and details), 504 the call timed out; in a cluster (docs/cluster.md) also 409 ``OwnerNodeDead``
 (the node holding the station is gone) and 503 ``ClusterUnavailable`` (Redis unreachable, the call cannot be
-routed).  ``GET /healthz`` answers 200 ``ok`` without a token (load balancer health checks).
+routed).  ``GET /healthz`` (the monitor's, :mod:`._console`) answers 200 without a token (load balancer
+health checks).
 """
 
 from __future__ import annotations
@@ -506,12 +507,7 @@ def create_api(
         upload = await store.record_upload(identity, name, size, sha256, central.clock())
         return JSONResponse(upload_json(upload), status_code=201)
 
-    async def healthz(request: Request) -> Response:
-        # Liveness for a load balancer (docs/haproxy.cfg): the process answers HTTP; no token, no store.
-        return Response("ok\n", media_type="text/plain")
-
     routes = [
-        Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/api/info", operator(info), methods=["GET"]),
         Route("/api/summary", operator(summary), methods=["GET"]),
         Route("/api/stations", operator(list_stations), methods=["GET"]),
