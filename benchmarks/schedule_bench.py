@@ -156,11 +156,13 @@ def main() -> None:
     for _ in range(repeat):
         # A fresh sun cache for every repetition, so "cold" stays cold (a private hook, benchmark only).
         _sun._night_cached.cache_clear()
+        _sun._night_parts.cache_clear()
         cold, warm = bench_schedules(n_sched, ams)
         colds.append(cold)
         warms.append(warm)
         switches.append(bench_switching(n_switch, ams))
         _sun._night_cached.cache_clear()
+        _sun._night_parts.cache_clear()
         years.append(bench_year(n_stations))
     cold, warm = statistics.median(colds), statistics.median(warms)
     print(f"effective day schedules/s, 3-profile sun-relative stack, cold sun cache: {cold:,.0f}")

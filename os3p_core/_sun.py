@@ -177,10 +177,12 @@ def _lower_transit(site: _Site, a: float, b: float) -> tuple[float, float]:
     about 12 h off (the poles) can a 23 h window hold none or a 25 h window two: then the one nearest the
     window's middle is taken, so the rule is still defined everywhere.
     """
+    inside = [(t, value) for t, upper, value in site.transits(a, b) if not upper]
+    if len(inside) == 1:
+        return inside[0]
     lows = [(t, value) for t, upper, value in site.transits(a - _DAY, b + _DAY) if not upper]
-    inside = [x for x in lows if a <= x[0] < b]
     middle = 0.5 * (a + b)
-    pool = inside if len(inside) == 1 else (inside or lows)
+    pool = inside or lows  # two in a 25 h window, or none in a 23 h one
     return min(pool, key=lambda x: abs(x[0] - middle))
 
 
@@ -205,10 +207,11 @@ def _night_parts(latitude: float, longitude: float, a: int, b: int) -> tuple[int
     if f_mid > 0.0:
         # Polar day: "the sun is up at the lower transit ... a night of zero length".
         return m, m, m
-    _up, before = _events(site, midnight - _DAY, midnight)
-    settings = [t for t, rising in before if not rising]
-    _up, after = _events(site, midnight, midnight + _DAY)
-    rises = [t for t, rising in after if rising]
+    # One pass over the day before and after: the lower transit itself splits the segments, so every
+    # crossing lies strictly on one side of it.
+    _up, events = _events(site, midnight - _DAY, midnight + _DAY)
+    settings = [t for t, rising in events if not rising and t <= midnight]
+    rises = [t for t, rising in events if rising and t >= midnight]
     return (settings[-1] if settings else None), m, (rises[0] if rises else None)
 
 

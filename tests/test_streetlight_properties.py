@@ -330,3 +330,81 @@ def test_walking_a_sparse_timeline_matches_oracle(
         if state.next_switch is None:
             break
         at = state.next_switch
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 19's properties of the revised rules
+# ----------------------------------------------------------------------------------------------------------
+
+WORLD = [
+    *SITES,
+    SiteLocation(64.5011, -165.4064, "America/Nome"),  # clock noon before sunrise in December
+    SiteLocation(71.2906, -156.7886, "America/Anchorage"),  # polar night, far west of the meridian
+    SiteLocation(-77.846, 166.676, "Antarctica/McMurdo"),  # southern polar night and day
+    SiteLocation(27.7172, 85.324, "Asia/Kathmandu"),  # +5:45
+]
+world_days = st.one_of(
+    st.sampled_from([*SPECIAL_DAYS, dt.date(2025, 12, 21), dt.date(2025, 6, 21)]),
+    st.dates(dt.date(2024, 12, 1), dt.date(2026, 3, 1)),
+)
+
+
+def lit_ms(store: ProfileStore, day: dt.date, site: SiteLocation) -> int:
+    return sum(e - s for s, e in store.effective_day_schedule(3, day, site).intervals)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    site=st.sampled_from(WORLD),
+    day=world_days,
+    kind=st.sampled_from(["Sunset", "Sunrise"]),
+    o1=st.integers(-7200, 7200),
+    o2=st.integers(-7200, 7200),
+    delta=st.integers(-3600, 3600),
+    look=st.integers(-1, 1),
+)
+def test_lit_time_is_continuous_in_the_sun_events(
+    site: SiteLocation, day: dt.date, kind: str, o1: int, o2: int, delta: int, look: int
+) -> None:
+    """Moving one sun event by δ seconds (here: through its offset) changes the lit duration of any day's
+    schedule (the day itself or a neighbour, which sees its periods through the union rule) by at most |δ|."""
+
+    def store_with(shift: int) -> ProfileStore:
+        start = {"kind": "Sunset", "offset": o1 + (shift if kind == "Sunset" else 0)}
+        end = {"kind": "Sunrise", "offset": o2 + (shift if kind == "Sunrise" else 0)}
+        return install([{"profileId": 1, "stackLevel": 0, "recurrencyKind": "Daily",
+                         "daySchedule": [{"start": start, "end": end}]}])
+
+    seen = day + dt.timedelta(days=look)
+    before, after = lit_ms(store_with(0), seen, site), lit_ms(store_with(delta), seen, site)
+    # Every day's events move together here (one profile, Daily), and a day's window sees the periods of
+    # at most three days (D−1, D, D+1): at most |δ| per day's period.
+    assert abs(after - before) <= 3 * abs(delta) * 1000
+
+
+@settings(max_examples=60, deadline=None)
+@given(site=st.sampled_from(WORLD), day=world_days)
+def test_no_gap_at_noon_while_dark_and_covered(site: SiteLocation, day: dt.date) -> None:
+    """Daily [Sunset → Sunrise]: when D 12:00 lies in a night (of D−1 or D), the light is on on both sides
+    of the boundary and the switching timeline does not switch there."""
+    store = install([{"profileId": 1, "stackLevel": 0, "recurrencyKind": "Daily",
+                      "daySchedule": [{"start": {"kind": "Sunset", "offset": 0},
+                                       "end": {"kind": "Sunrise", "offset": 0}}]}])
+    zone = site.timezone
+    assert isinstance(zone, ZoneInfo)
+    boundary = noon(day, zone)
+    nights = [sun_times(site.latitude, site.longitude, d, zone) for d in (day - dt.timedelta(days=1), day)]
+    covered = any(n.sunset < boundary < n.sunrise for n in nights)
+    one_ms = dt.timedelta(milliseconds=1)
+    before = store.effective_day_schedule(3, day - dt.timedelta(days=1), site).is_on(boundary - one_ms)
+    after = store.effective_day_schedule(3, day, site).is_on(boundary)
+    if covered:
+        assert before
+        assert after
+        state = store.switching_state(3, boundary - dt.timedelta(seconds=1), site, horizon_days=5)
+        assert state.on
+        assert state.next_switch != boundary
+    # The union rule never lights an instant that no day's period covers.
+    if after:
+        nights.append(sun_times(site.latitude, site.longitude, day + dt.timedelta(days=1), zone))
+        assert any(n.sunset <= boundary < n.sunrise for n in nights)
