@@ -529,6 +529,15 @@ class Monitor:
     ) -> None:
         """An operator call to ``identity`` ended (``outcome``: result, callerror, timeout, closed...)."""
         self.metrics.called(action, seconds, outcome)
+        self.metrics.security_events.labels("operator_action").inc()
+        security_event(
+            "operator_action",
+            f"{action} to {identity}: {outcome}",
+            who="operator API",
+            identity=identity,
+            action=action,
+            outcome=outcome,
+        )
         if result is not None:
             self._learn(identity, action, payload, result)
         self.hub.publish("call", identity, {"action": action, "outcome": outcome})
