@@ -69,6 +69,7 @@ from ._store import (
     UnknownStation,
     UploadRecord,
 )
+from ._web import console_routes
 
 __all__ = [
     "FileArea",
@@ -524,7 +525,9 @@ def create_api(
         Route("/files/{identity}/{token}/{name}", receive_upload, methods=["PUT", "POST"]),
     ]
     # --- monitor: metrics, health, fleet aggregates, message log (issue 15) ---
-    routes += monitor_routes(central, monitor or Monitor(store), operator)
+    monitor = monitor or Monitor(store)
+    routes += monitor_routes(central, monitor, operator)
+    routes += console_routes(central, monitor, api_token)
     # --- end monitor ---
     return Starlette(routes=routes)
 

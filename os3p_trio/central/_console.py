@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ._messagelog import frames_csv
 from ._metrics import CONTENT_TYPE
 from ._monitor import Monitor
+from ._openapi import docs_html, openapi_document
 from ._service import CentralSystem, format_time
 
 __all__ = ["monitor_routes"]
@@ -105,7 +106,15 @@ def monitor_routes(
         ]
         return JSONResponse(body)
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def api_docs(request: Request) -> Response:
+        return HTMLResponse(docs_html(openapi_document()))
+
     return [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/docs", api_docs, methods=["GET"]),
         Route("/metrics", operator(metrics), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -54,13 +54,15 @@ class MessageLog:
 
     def __init__(self, config: MessageLogConfig | None = None) -> None:
         self.config = config or MessageLogConfig()
-        self._rings: OrderedDict[str, deque[LoggedFrame]] = OrderedDict()
+        # Entries are plain tuples (seq, time, direction, text, truncated): cheaper than objects on the hot
+        # path; :meth:`entries` makes :class:`LoggedFrame` of them.
+        self._rings: OrderedDict[str, deque[tuple[int, float, str, str, bool]]] = OrderedDict()
         self._seq = 0
         #: Frames recorded since start (all stations), for the operator.
         self.frames_recorded = 0
 
-    def record(self, identity: str, direction: str, texts: Iterable[str], now: float) -> list[LoggedFrame]:
-        """Append a batch of frames of ``identity``; returns the entries made."""
+    def record(self, identity: str, direction: str, texts: Iterable[str], now: float) -> int:
+        """Append a batch of frames of ``identity``; returns the ``seq`` of the last one."""
         cfg = self.config
         rings = self._rings
         ring = rings.get(identity)
@@ -70,18 +72,18 @@ class MessageLog:
                 rings.popitem(last=False)
         else:
             rings.move_to_end(identity)
-        made = []
         limit = cfg.max_text
+        seq = self._seq
+        append = ring.append
         for text in texts:
-            self._seq += 1
+            seq += 1
             if len(text) > limit:
-                entry = LoggedFrame(self._seq, now, direction, text[:limit], True)
+                append((seq, now, direction, text[:limit], True))
             else:
-                entry = LoggedFrame(self._seq, now, direction, text, False)
-            ring.append(entry)
-            made.append(entry)
-        self.frames_recorded += len(made)
-        return made
+                append((seq, now, direction, text, False))
+        self.frames_recorded += seq - self._seq
+        self._seq = seq
+        return seq
 
     def entries(
         self,
@@ -98,16 +100,16 @@ class MessageLog:
         if ring is None:
             return []
         out: list[LoggedFrame] = []
-        for entry in reversed(ring):
+        for seq, at, way, text, truncated in reversed(ring):
             if len(out) >= limit:
                 break
-            if before is not None and entry.seq >= before:
+            if before is not None and seq >= before:
                 continue
-            if after is not None and entry.seq <= after:
+            if after is not None and seq <= after:
                 break
-            if direction is not None and entry.direction != direction:
+            if direction is not None and way != direction:
                 continue
-            out.append(entry)
+            out.append(LoggedFrame(seq, at, way, text, truncated))
         return out
 
     def forget(self, identity: str) -> None:

@@ -11,11 +11,12 @@ increment, not a label lookup.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from os3p_core import Action, ErrorCode
@@ -56,6 +57,30 @@ class _Callback(Collector):
         return self._collect()
 
 
+class _Histogram:
+    """A lock-free histogram for the event loop's thread (bucket counts, sum), exported at scrape time."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            out.append((str(bound), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
 class CentralMetrics:
     """The metrics of one Central System service and the cheap calls that update them."""
 
@@ -65,30 +90,10 @@ class CentralMetrics:
         self._handshakes = Counter(
             "os3p_handshakes", "WebSocket upgrade requests answered, by result", ["result"], registry=r
         )
-        self._messages = Counter(
-            "os3p_messages",
-            "OS3P CALLs by action and direction (in: station-initiated, out: sent by the Central System)",
-            ["action", "direction"],
-            registry=r,
-        )
-        self._frames = Counter(
-            "os3p_frames",
-            "WebSocket messages by OS3P message type and direction",
-            ["type", "direction"],
-            registry=r,
-        )
         self._callerrors = Counter(
             "os3p_callerrors",
             "CALLERROR frames by error code and direction",
             ["code", "direction"],
-            registry=r,
-        )
-        self._handler_seconds = Histogram(
-            "os3p_handler_duration_seconds",
-            "Station-initiated CALL handling time by action (store commit included: store first, answer "
-            "after, PROTOCOL-DECISIONS §7)",
-            ["action"],
-            buckets=_HANDLER_BUCKETS,
             registry=r,
         )
         self._handler_failures = Counter(
@@ -114,13 +119,13 @@ class CentralMetrics:
             "os3p_security_events", "Security events logged, by kind", ["kind"], registry=r
         )
         self.sse_clients = Gauge("os3p_console_sse_clients", "Open console live-update streams", registry=r)
-        self._in = {a: self._messages.labels(a, "in") for a in _ACTIONS}
-        self._out = {a: self._messages.labels(a, "out") for a in _ACTIONS}
-        self._handler = {a: self._handler_seconds.labels(a) for a in _ACTIONS}
+        # The per-message counters are plain ints and lists (a dict lookup and an add on the hot path, no
+        # lock): prometheus-client's own metrics take a lock per update.  They are read at scrape time.
+        self._in = {a: [0] for a in _ACTIONS}
+        self._out = {a: [0] for a in _ACTIONS}
+        self._handler = {a: _Histogram(_HANDLER_BUCKETS) for a in _ACTIONS}
         self._frame = {
-            (t, d): self._frames.labels(t, d)
-            for t in ("call", "callresult", "callerror", "other")
-            for d in ("in", "out")
+            (t, d): [0] for t in ("call", "callresult", "callerror", "other") for d in ("in", "out")
         }
         self._frame_in = {
             "2": self._frame["call", "in"],
@@ -132,6 +137,35 @@ class CentralMetrics:
             "3": self._frame["callresult", "out"],
             "4": self._frame["callerror", "out"],
         }
+        r.register(_Callback(self._collect_fast))
+
+    def _collect_fast(self) -> Iterable[Any]:
+        messages = CounterMetricFamily(
+            "os3p_messages",
+            "OS3P CALLs by action and direction (in: station-initiated, out: sent by the Central System)",
+            labels=["action", "direction"],
+        )
+        for direction, table in (("in", self._in), ("out", self._out)):
+            for action, cell in table.items():
+                messages.add_metric([action, direction], cell[0])
+        yield messages
+        frames = CounterMetricFamily(
+            "os3p_frames",
+            "WebSocket messages by OS3P message type and direction",
+            labels=["type", "direction"],
+        )
+        for (kind, direction), cell in self._frame.items():
+            frames.add_metric([kind, direction], cell[0])
+        yield frames
+        handler = HistogramMetricFamily(
+            "os3p_handler_duration_seconds",
+            "Station-initiated CALL handling time by action (store commit included: store first, answer "
+            "after, PROTOCOL-DECISIONS §7)",
+            labels=["action"],
+        )
+        for action, h in self._handler.items():
+            handler.add_metric([action], h.buckets(), h.total)
+        yield handler
 
     def add_collector(self, collect: Callable[[], Iterable[Any]]) -> None:
         """Register a scrape-time collector (yielding ``prometheus_client.core`` metric families)."""
@@ -150,12 +184,12 @@ class CentralMetrics:
             # "[2," "[3," "[4,": the MessageTypeId is the first character after the bracket in every
             # frame our encoder writes and in nearly every frame a station writes; anything else is "other".
             kind = text[1:2]
-            child = table.get(kind)
-            if child is None:
+            cell = table.get(kind)
+            if cell is None:
                 stripped = text.lstrip("[ \t\r\n")
-                child = table.get(stripped[:1]) or self._frame["other", direction]
+                cell = table.get(stripped[:1]) or self._frame["other", direction]
                 kind = stripped[:1]
-            child.inc()
+            cell[0] += 1
             if kind == "4":
                 errors.append(text)
         return errors
@@ -166,14 +200,14 @@ class CentralMetrics:
 
     def handled(self, action: str, seconds: float, ok: bool) -> None:
         """A station-initiated CALL of ``action`` was handled in ``seconds``."""
-        self._in[action].inc()
+        self._in[action][0] += 1
         self._handler[action].observe(seconds)
         if not ok:
             self._handler_failures.labels(action).inc()
 
     def called(self, action: str, seconds: float, outcome: str) -> None:
         """An operator call of ``action`` ended with ``outcome`` (result, callerror, timeout, closed...)."""
-        self._out[action].inc()
+        self._out[action][0] += 1
         self._call_seconds.labels(action, outcome).observe(seconds)
 
     def exposition(self) -> bytes:

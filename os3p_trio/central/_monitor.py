@@ -472,7 +472,7 @@ class Monitor:
 
     def on_frames(self, identity: str, direction: str, texts: list[str]) -> None:
         """A batch of frames of ``identity`` was read (``in``) or is being written (``out``)."""
-        entries = self.messages.record(identity, direction, texts, time.time())
+        last = self.messages.record(identity, direction, texts, time.time())
         errors = self.metrics.frame_types(direction, texts)
         for text in errors:
             code = _error_code(text)
@@ -481,7 +481,7 @@ class Monitor:
                 self.metrics.security_events.labels("security_error").inc()
                 security_event("security_error", "CALL refused with SecurityError", identity=identity)
         if self.hub.watched(identity):
-            for e in entries:
+            for e in reversed(self.messages.entries(identity, limit=len(texts), after=last - len(texts))):
                 self.hub.publish(
                     "frame",
                     identity,
@@ -529,6 +529,15 @@ class Monitor:
     ) -> None:
         """An operator call to ``identity`` ended (``outcome``: result, callerror, timeout, closed...)."""
         self.metrics.called(action, seconds, outcome)
+        self.metrics.security_events.labels("operator_action").inc()
+        security_event(
+            "operator_action",
+            f"{action} to {identity}: {outcome}",
+            who="operator API",
+            identity=identity,
+            action=action,
+            outcome=outcome,
+        )
         if result is not None:
             self._learn(identity, action, payload, result)
         self.hub.publish("call", identity, {"action": action, "outcome": outcome})

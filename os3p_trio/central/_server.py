@@ -29,6 +29,7 @@ from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
 from ._cluster import Cluster, ClusterConfig, open_cluster
+from ._logging import configure_logging
 from ._monitor import Monitor
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
 from ._sqlite import StoreConfig, open_sqlite_store
@@ -442,7 +443,7 @@ async def _serve(args: argparse.Namespace) -> int:
 def run_serve(args: argparse.Namespace) -> int:
     """``os3p-central serve``: run until SIGINT or SIGTERM, then close every connection (1001), commit what is
     queued, and exit 0."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(getattr(args, "log_format", "text"))
     try:
         return trio.run(_serve, args)
     except (OSError, ValueError) as exc:

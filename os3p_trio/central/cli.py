@@ -198,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_cluster_options(serve)
 
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log lines as text or one JSON object per line; security events go to the os3p.security logger",
+    )
+
     stations = commands.add_parser("stations", help="manage registered stations")
     station_commands = stations.add_subparsers(dest="stations_command", required=True)
     add = station_commands.add_parser("add", help="register a station")
