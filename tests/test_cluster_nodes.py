@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import httpx
 import trio
 from servers import RedisServer
@@ -36,8 +37,14 @@ async def test_two_nodes_route_calls_and_replace_across_nodes(
                 open_central_service(store1, files=files, cluster=cluster("n1")) as one,
                 open_central_service(store2, files=files, cluster=cluster("n2")) as two,
                 httpx.AsyncClient(timeout=20) as http,
+                # Replaced later, it must not come back within the test (two live clients with one identity
+                # would take the connection from each other, newest wins each time).
                 open_substation(
-                    f"{one.ws_url}", "ST1", station_router(), BOOT, config=FAST_CLIENT
+                    f"{one.ws_url}",
+                    "ST1",
+                    station_router(),
+                    BOOT,
+                    config=attrs.evolve(FAST_CLIENT, reconnect_base=600.0, reconnect_max=900.0),
                 ) as station,
             ):
                 await station.wait_accepted()
