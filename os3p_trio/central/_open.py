@@ -35,8 +35,9 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """Open the store ``db`` names and run it until the block exits.
 
-    ``retention`` is the store's :class:`RetentionPolicy` (applied by ``apply_retention``); ``sqlite_config`` /
-    ``postgres_config`` tune the store that is chosen and are ignored by the other.  Failures to open raise
+    ``retention`` is the store's :class:`RetentionPolicy` (applied by ``apply_retention``);
+    ``sqlite_config`` / ``postgres_config`` tune the store that is chosen and are ignored by the other.
+    Failures to open raise
     :class:`~._store.StoreUnavailable` with a one-line message.
     """
     if is_postgres_url(db):
@@ -48,5 +49,7 @@ async def open_store(
             yield sqlite_store  # type: ignore[misc]
     else:
         # The SQLite store's retention= keyword comes with the SQLite retention work (branch ``export``).
-        async with open_sqlite_store(db, sqlite_config, retention=retention) as sqlite_store:  # type: ignore[call-arg]
+        async with open_sqlite_store(  # type: ignore[call-arg]
+            os.fspath(db), sqlite_config, retention=retention
+        ) as sqlite_store:
             yield sqlite_store  # type: ignore[misc]
