@@ -37,6 +37,7 @@ import contextlib
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -180,7 +181,7 @@ class PostgresConfig:
     #: Seconds to wait for the server when connecting.
     connect_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     #: How often a batch is retried after a deadlock or serialization failure against another process.
-    retries: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    retries: int = attrs.field(default=20, validator=attrs.validators.ge(0))
 
 
 @attrs.define(slots=True, eq=False)
@@ -405,17 +406,22 @@ class PostgresStore:
         with conn.transaction():
             for op in batch:
                 op.error = None
-                if savepoints:
-                    try:
+                try:
+                    if savepoints:
                         with conn.transaction():
                             op.result = op.fn(conn, self._profile_ids)
-                    except Exception as exc:
-                        op.error = exc
-                else:
-                    try:
+                    else:
                         op.result = op.fn(conn, self._profile_ids)
-                    except Exception:
+                except psycopg.Error as exc:
+                    if exc.sqlstate in _RETRY_SQLSTATES or isinstance(exc, psycopg.OperationalError):
+                        raise  # the whole batch: retried (deadlock) or failed (connection lost)
+                    if not savepoints:
                         raise _Rerun() from None
+                    op.error = exc
+                except Exception as exc:
+                    if not savepoints:
+                        raise _Rerun() from None
+                    op.error = exc
         return True
 
     def _commit_batch(self, batch: list[_Op[Any]]) -> None:
@@ -433,7 +439,10 @@ class PostgresStore:
                 continue
             except psycopg.Error as exc:
                 if exc.sqlstate in _RETRY_SQLSTATES and attempts < self.config.retries:
+                    # Another process locked the same rows in the other order: run the batch again after
+                    # a short, growing pause (the other transaction has been let through by now).
                     attempts += 1
+                    time.sleep(0.005 * attempts)
                     continue
                 failure: BaseException = exc
                 if isinstance(exc, psycopg.OperationalError):
