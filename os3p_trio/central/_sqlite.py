@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -933,7 +933,7 @@ class SqliteStore:
         since: float | None = None,
         until: float | None = None,
         batch: int = 1000,
-    ) -> AsyncIterator[list[MeterValueRecord]]:
+    ) -> AsyncGenerator[list[MeterValueRecord], None]:
         batch = max(1, batch)
         # Keyset paging on the primary key (one station) or on the time index (all stations): each page is
         # one indexed range read, whatever the history's length.  A page holds at most ``batch`` samples, so
