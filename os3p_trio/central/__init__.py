@@ -1,6 +1,8 @@
 """The OS³P Central System service: store, station handlers and boot policy, operator API, CLI."""
 
 from ._api import FileArea, create_api, serve_api, upload_token
+from ._open import is_postgres_url, open_store
+from ._postgres import PostgresConfig, PostgresStore, open_postgres_store
 from ._server import CentralService, StoreRegistry, build_router, open_central_service, run_serve
 from ._service import CentralConfig, CentralSystem, LiveStations, NotConnected, StationLink, UnknownAction
 from ._sqlite import SqliteStore, StoreConfig, open_sqlite_store
@@ -37,6 +39,8 @@ __all__ = [
     "LiveStations",
     "MeterValueRecord",
     "NotConnected",
+    "PostgresConfig",
+    "PostgresStore",
     "RetentionPolicy",
     "RetentionReport",
     "SchemaTooNew",
@@ -55,8 +59,11 @@ __all__ = [
     "UploadRecord",
     "build_router",
     "create_api",
+    "is_postgres_url",
     "open_central_service",
+    "open_postgres_store",
     "open_sqlite_store",
+    "open_store",
     "run_serve",
     "serve_api",
     "upload_token",
