@@ -12,8 +12,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+
+from os3p_trio.central import open_sqlite_store
 
 CRASH_WRITER = textwrap.dedent(
     """

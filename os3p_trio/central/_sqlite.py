@@ -795,9 +795,11 @@ class SqliteStore:
                 "UPDATE stations SET connected = 0, disconnected_at = ? WHERE identity = ? AND epoch = ?",
                 (now, identity, epoch),
             ).rowcount
-            if released:
-                _log_connection(conn, identity, EventKind.DISCONNECTED, now)
-            return bool(released)
+            if not released:
+                _station_id(conn, identity)  # UnknownStation when it is gone altogether
+                return False
+            _log_connection(conn, identity, EventKind.DISCONNECTED, now)
+            return True
 
         return await self._write(fn)
 
@@ -811,18 +813,12 @@ class SqliteStore:
         return await self._read(fn)
 
     async def mark_node_disconnected(self, node_id: str, now: float) -> int:
+        # Like mark_all_disconnected: a state correction, not a connection event (none is logged).
         def fn(conn: sqlite3.Connection) -> int:
-            gone = [
-                identity
-                for (identity,) in conn.execute(
-                    "UPDATE stations SET connected = 0, disconnected_at = ? "
-                    "WHERE node_id = ? AND connected = 1 RETURNING identity",
-                    (now, node_id),
-                ).fetchall()
-            ]
-            for identity in gone:
-                _log_connection(conn, identity, EventKind.DISCONNECTED, now)
-            return len(gone)
+            return conn.execute(
+                "UPDATE stations SET connected = 0, disconnected_at = ? WHERE node_id = ? AND connected = 1",
+                (now, node_id),
+            ).rowcount
 
         return await self._write(fn)
 
@@ -1251,14 +1247,21 @@ class SqliteStore:
 
 @asynccontextmanager
 async def open_sqlite_store(
-    path: str | Path, config: StoreConfig | None = None
+    path: str | Path, config: StoreConfig | None = None, *, retention: RetentionPolicy | None = None
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating if needed) the SQLite store at ``path`` and run its writer task until the block exits.
+
+    ``retention`` (when given) replaces ``config.retention``.  A file of an older schema version is upgraded
+    in place first (one transaction); one that cannot be opened raises
+    :class:`~._store.StoreUnavailable` (:class:`~._store.SchemaTooNew` for a newer release's file).
 
     On exit every write already queued is committed before the database is closed (the drain is shielded from
     cancellation so that a shutdown by SIGINT does not drop acknowledged-in-progress writes).
     """
-    store = SqliteStore(str(path), config or StoreConfig())
+    config = config or StoreConfig()
+    if retention is not None:
+        config = attrs.evolve(config, retention=retention)
+    store = SqliteStore(str(path), config)
     await trio.to_thread.run_sync(store._open_sync)
     try:
         async with trio.open_nursery() as nursery:
