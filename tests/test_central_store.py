@@ -12,8 +12,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+
+from os3p_trio.central import open_sqlite_store
 
 CRASH_WRITER = textwrap.dedent(
     """
@@ -75,15 +79,19 @@ def test_crash_consistency_kill_9_loses_no_acknowledged_write(tmp_path: Path, sy
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        stored = {
-            (int(identity[1:]), int(value))
-            for identity, value in conn.execute(
-                "SELECT identity, value FROM meter_values WHERE measurand = 'Frequency'"
-            )
-        }
-        pairs = conn.execute("SELECT count(*) FROM meter_values WHERE measurand = 'Current.L1'").fetchone()[0]
     finally:
         conn.close()
+
+    async def read_back() -> list[Any]:
+        async with open_sqlite_store(db) as store:
+            rows = []
+            async for batch in store.stream_meter_values(None):
+                rows.extend(batch)
+            return rows
+
+    rows = trio.run(read_back)
+    stored = {(int(r.identity[1:]), int(r.value)) for r in rows if r.measurand == "Frequency"}
+    pairs = sum(1 for r in rows if r.measurand == "Current.L1")
     missing = [ack for ack in acknowledged if ack not in stored]
     assert missing == []
     # Each MeterValues was committed atomically: both samples or neither.

@@ -44,12 +44,5 @@ async def open_store(
         async with open_postgres_store(str(db), postgres_config, retention=retention) as pg_store:
             yield pg_store
         return
-    if retention is None:
-        async with open_sqlite_store(os.fspath(db), sqlite_config) as sqlite_store:
-            yield sqlite_store  # type: ignore[misc]
-    else:
-        # The SQLite store's retention= keyword comes with the SQLite retention work (branch ``export``).
-        async with open_sqlite_store(  # type: ignore[call-arg]
-            os.fspath(db), sqlite_config, retention=retention
-        ) as sqlite_store:
-            yield sqlite_store  # type: ignore[misc]
+    async with open_sqlite_store(os.fspath(db), sqlite_config, retention=retention) as sqlite_store:
+        yield sqlite_store
