@@ -72,8 +72,9 @@ def _pg_bin(name: str) -> str:
 class PostgresServer:
     """A running PostgreSQL cluster; ``url`` is its ``postgres`` database (superuser, trust auth)."""
 
-    def __init__(self, datadir: Path, port: int, run_as: str | None) -> None:
+    def __init__(self, datadir: Path, port: int, run_as: str | None, fsync: bool = False) -> None:
         self.datadir = datadir
+        self.fsync = fsync
         self.port = port
         self._run_as = run_as
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -85,8 +86,8 @@ class PostgresServer:
 
     def start(self) -> None:
         opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200"
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir} -c max_connections=200"
+            + ("" if self.fsync else " -c fsync=off -c full_page_writes=off")
         )
         result = subprocess.run(
             self._cmd(_pg_bin("pg_ctl"), "-D", str(self.datadir / "data"), "-o", opts, "-w", "-t", "60",
@@ -119,8 +120,10 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a PostgreSQL cluster in a temporary directory; stop it and remove the directory afterwards."""
+def postgres_server(*, fsync: bool = False) -> Iterator[PostgresServer]:
+    """Start a PostgreSQL cluster in a temporary directory; stop it and remove the directory afterwards.
+
+    ``fsync=True`` keeps the server's durable defaults (benchmarks); tests turn it off (see above)."""
     run_as = "postgres" if os.geteuid() == 0 else None
     tmp = Path(tempfile.mkdtemp(prefix="os3p-pg-"))
     try:
@@ -130,7 +133,7 @@ def postgres_server() -> Iterator[PostgresServer]:
             except KeyError as exc:
                 raise ServerUnavailable("running as root but there is no 'postgres' user") from exc
             os.chown(tmp, entry.pw_uid, entry.pw_gid)
-        server = PostgresServer(tmp, free_port(), run_as)
+        server = PostgresServer(tmp, free_port(), run_as, fsync)
         result = subprocess.run(
             server._cmd(_pg_bin("initdb"), "-D", str(tmp / "data"), "-U", "postgres", "--auth=trust",
                         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"),

@@ -35,18 +35,14 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """Open the store ``db`` names and run it until the block exits.
 
-    ``retention`` is the store's :class:`RetentionPolicy` (applied by ``apply_retention``); ``sqlite_config`` /
-    ``postgres_config`` tune the store that is chosen and are ignored by the other.  Failures to open raise
+    ``retention`` is the store's :class:`RetentionPolicy` (applied by ``apply_retention``);
+    ``sqlite_config`` / ``postgres_config`` tune the store that is chosen and are ignored by the other.
+    Failures to open raise
     :class:`~._store.StoreUnavailable` with a one-line message.
     """
     if is_postgres_url(db):
         async with open_postgres_store(str(db), postgres_config, retention=retention) as pg_store:
             yield pg_store
         return
-    if retention is None:
-        async with open_sqlite_store(os.fspath(db), sqlite_config) as sqlite_store:
-            yield sqlite_store  # type: ignore[misc]
-    else:
-        # The SQLite store's retention= keyword comes with the SQLite retention work (branch ``export``).
-        async with open_sqlite_store(db, sqlite_config, retention=retention) as sqlite_store:  # type: ignore[call-arg]
-            yield sqlite_store  # type: ignore[misc]
+    async with open_sqlite_store(os.fspath(db), sqlite_config, retention=retention) as sqlite_store:
+        yield sqlite_store

@@ -33,9 +33,11 @@ is stored once, the first one kept.  Timestamps are stored with microsecond reso
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -179,7 +181,7 @@ class PostgresConfig:
     #: Seconds to wait for the server when connecting.
     connect_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     #: How often a batch is retried after a deadlock or serialization failure against another process.
-    retries: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    retries: int = attrs.field(default=20, validator=attrs.validators.ge(0))
 
 
 @attrs.define(slots=True, eq=False)
@@ -257,7 +259,9 @@ def _event(row: Sequence[Any]) -> EventRecord:
     )
 
 
-def _record(identity: str, ts: float, received: float, descriptor: SampleDescriptor, text: str) -> MeterValueRecord:
+def _record(
+    identity: str, ts: float, received: float, descriptor: SampleDescriptor, text: str
+) -> MeterValueRecord:
     return MeterValueRecord(
         identity=identity,
         timestamp=ts,
@@ -375,7 +379,9 @@ class PostgresStore:
         for op in batch:
             for key in op.profiles:
                 if key not in self._profile_ids:
-                    aux.execute("INSERT INTO meter_profiles (key) VALUES (%s) ON CONFLICT (key) DO NOTHING", (key,))
+                    aux.execute(
+                        "INSERT INTO meter_profiles (key) VALUES (%s) ON CONFLICT (key) DO NOTHING", (key,)
+                    )
                     row = aux.execute("SELECT id FROM meter_profiles WHERE key = %s", (key,)).fetchone()
                     assert row is not None
                     self._profile_ids[key] = int(row[0])
@@ -388,30 +394,34 @@ class PostgresStore:
     def _create_day(aux: Conn, day: int) -> None:
         low, high = _dt(day * _DAY).isoformat(), _dt((day + 1) * _DAY).isoformat()
         for table in ("meter_samples", "meter_extras"):
-            try:
+            # Another process may create it at the same instant: then the catalog refuses the second one.
+            with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
                 aux.execute(
                     f"CREATE TABLE IF NOT EXISTS {table}_d{day} PARTITION OF {table} "
                     f"FOR VALUES FROM ('{low}') TO ('{high}')"
                 )
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
-                pass  # another process created it at the same instant
 
     def _run_ops(self, conn: Conn, batch: list[_Op[Any]], savepoints: bool) -> bool:
         """One transaction over the batch; False when an operation failed without savepoints (rerun)."""
         with conn.transaction():
             for op in batch:
                 op.error = None
-                if savepoints:
-                    try:
+                try:
+                    if savepoints:
                         with conn.transaction():
                             op.result = op.fn(conn, self._profile_ids)
-                    except Exception as exc:
-                        op.error = exc
-                else:
-                    try:
+                    else:
                         op.result = op.fn(conn, self._profile_ids)
-                    except Exception:
+                except psycopg.Error as exc:
+                    if exc.sqlstate in _RETRY_SQLSTATES or isinstance(exc, psycopg.OperationalError):
+                        raise  # the whole batch: retried (deadlock) or failed (connection lost)
+                    if not savepoints:
                         raise _Rerun() from None
+                    op.error = exc
+                except Exception as exc:
+                    if not savepoints:
+                        raise _Rerun() from None
+                    op.error = exc
         return True
 
     def _commit_batch(self, batch: list[_Op[Any]]) -> None:
@@ -429,7 +439,10 @@ class PostgresStore:
                 continue
             except psycopg.Error as exc:
                 if exc.sqlstate in _RETRY_SQLSTATES and attempts < self.config.retries:
+                    # Another process locked the same rows in the other order: run the batch again after
+                    # a short, growing pause (the other transaction has been let through by now).
                     attempts += 1
+                    time.sleep(0.005 * attempts)
                     continue
                 failure: BaseException = exc
                 if isinstance(exc, psycopg.OperationalError):
@@ -513,7 +526,7 @@ class PostgresStore:
     def _decode_rows(
         self, conn: Conn, rows: Sequence[Sequence[Any]], measurand: str | None
     ) -> list[MeterValueRecord]:
-        """Rows of (identity, station_id, profile_id, ts, received_at, packed) -> records, extras looked up."""
+        """Rows (identity, station_id, profile_id, ts, received_at, packed) -> records, extras looked up."""
         out: list[MeterValueRecord] = []
         for identity, station_id, profile_id, ts, received, packed in rows:
             profile = self._profile(conn, profile_id)
@@ -572,7 +585,9 @@ class PostgresStore:
 
     async def remove_station(self, identity: str) -> None:
         def fn(conn: Conn, _: Mapping[str, int]) -> None:
-            row = conn.execute("DELETE FROM stations WHERE identity = %s RETURNING id", (identity,)).fetchone()
+            row = conn.execute(
+                "DELETE FROM stations WHERE identity = %s RETURNING id", (identity,)
+            ).fetchone()
             if row is None:
                 raise UnknownStation(identity)
             for table in ("meter_samples", "meter_extras", "meter_latest"):
@@ -667,7 +682,8 @@ class PostgresStore:
     async def mark_node_disconnected(self, node_id: str, now: float) -> int:
         def fn(conn: Conn, _: Mapping[str, int]) -> int:
             return conn.execute(
-                "UPDATE stations SET connected = false, disconnected_at = %s WHERE node_id = %s AND connected",
+                "UPDATE stations SET connected = false, disconnected_at = %s "
+                "WHERE node_id = %s AND connected",
                 (now, node_id),
             ).rowcount
 
@@ -750,7 +766,8 @@ class PostgresStore:
         def fn(conn: Conn, _: Mapping[str, int]) -> bool:
             _station_id(conn, identity)
             row = conn.execute(
-                "INSERT INTO events (identity, kind, ts, received_at, contactor_id, status, payload, dedup_key) "
+                "INSERT INTO events (identity, kind, ts, received_at, contactor_id, status, payload, "
+                "dedup_key) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
                 "ON CONFLICT (identity, kind, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING 1",
                 (identity, kind.value, ts, now, contactor, status, text, dedup),
@@ -765,8 +782,8 @@ class PostgresStore:
         def fn(conn: Conn, _: Mapping[str, int]) -> UploadRecord:
             _station_id(conn, identity)
             row = conn.execute(
-                "INSERT INTO uploads (identity, file_name, size, sha256, received_at) VALUES (%s,%s,%s,%s,%s) "
-                "RETURNING id",
+                "INSERT INTO uploads (identity, file_name, size, sha256, received_at) "
+                "VALUES (%s,%s,%s,%s,%s) RETURNING id",
                 (identity, file_name, size, sha256, now),
             ).fetchone()
             assert row is not None
@@ -835,7 +852,9 @@ class PostgresStore:
         after: tuple[Any, ...] | None = None
         pending: list[MeterValueRecord] = []
         while True:
-            def fn(conn: Conn) -> tuple[list[tuple[Any, ...]], list[MeterValueRecord]]:
+            def fn(
+                conn: Conn, after: tuple[Any, ...] | None = after
+            ) -> tuple[list[tuple[Any, ...]], list[MeterValueRecord]]:
                 page = self._meter_page(conn, identity, measurand, since, until, after, batch)
                 return page, self._decode_rows(conn, page, measurand)
 
@@ -906,8 +925,11 @@ class PostgresStore:
 
         return await self._read(fn)
 
-    def _latest_of(self, conn: Conn, identity: str, rows: Sequence[Sequence[Any]]) -> dict[str, MeterValueRecord]:
-        """measurand -> newest value among ``meter_latest`` rows (profile_id, ts, received_at, packed, extras)."""
+    def _latest_of(
+        self, conn: Conn, identity: str, rows: Sequence[Sequence[Any]]
+    ) -> dict[str, MeterValueRecord]:
+        """measurand -> newest value among ``meter_latest`` rows (profile_id, ts, received_at, packed,
+        extras)."""
         best: dict[str, tuple[Any, MeterValueRecord]] = {}
         for profile_id, ts, received, packed, extras in rows:
             pairs = [(int(p), str(v)) for p, v in json.loads(extras)]
@@ -1017,8 +1039,8 @@ class PostgresStore:
             ).fetchone() or (0, 0, 0)
             versions = dict(
                 conn.execute(
-                    "SELECT v, count(*) FROM (SELECT boot_fields::jsonb ->> 'firmwareVersion' AS v FROM stations) "
-                    "x WHERE v IS NOT NULL GROUP BY v ORDER BY v"
+                    "SELECT v, count(*) FROM (SELECT boot_fields::jsonb ->> 'firmwareVersion' AS v "
+                    "FROM stations) x WHERE v IS NOT NULL GROUP BY v ORDER BY v"
                 ).fetchall()
             )
             (lights_on,) = conn.execute(
@@ -1026,7 +1048,9 @@ class PostgresStore:
                 "WHERE kind = %s ORDER BY identity, contactor_id, ts DESC, id DESC) x WHERE status = 'On'",
                 (EventKind.STREETLIGHT_STATUS.value,),
             ).fetchone() or (0,)
-            events = dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
+            events = dict(
+                conn.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall()
+            )
             (uploads,) = conn.execute("SELECT count(*) FROM uploads").fetchone() or (0,)
             return FleetSummary(
                 stations=stations, connected=connected, accepted=accepted, firmware_versions=versions,

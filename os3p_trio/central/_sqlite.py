@@ -40,8 +40,8 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -49,15 +49,22 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
+from ._meter_codec import EXTRA, SampleDescriptor, decode_sample, encode_sample, profile_of_key
 from ._store import (
     BootStatus,
+    ConnectionOwner,
     EventKind,
     EventRecord,
     FleetSummary,
     MeterValueRecord,
+    RetentionPolicy,
+    RetentionReport,
+    SchemaTooNew,
     StationExists,
     StationRecord,
     StationState,
+    StoreError,
+    StoreUnavailable,
     UnknownStation,
     UploadRecord,
 )
@@ -66,15 +73,21 @@ __all__ = ["SqliteStore", "StoreConfig", "open_sqlite_store"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+#: The schema this code writes.  1: the release before the wide meter layout (one row per sampled value);
+#: 2: stations get an integer id and a connection epoch, meter values are stored one row per meterValue
+#: (:mod:`._meter_codec`).  An older file is upgraded in place on open (one transaction); a newer one is
+#: refused (:class:`~._store.SchemaTooNew`).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
+CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS stations (
-    identity             TEXT PRIMARY KEY,
+CREATE TABLE stations (
+    -- A compact key for the meter tables (an alias of the rowid: VACUUM never renumbers it).
+    id                   INTEGER PRIMARY KEY,
+    identity             TEXT NOT NULL UNIQUE,
     password_hash        TEXT,
     registered_at        REAL NOT NULL,
     registered_by        TEXT NOT NULL,
@@ -86,25 +99,47 @@ CREATE TABLE IF NOT EXISTS stations (
     last_heartbeat       REAL,
     connected            INTEGER NOT NULL DEFAULT 0,
     connected_at         REAL,
-    disconnected_at      REAL
+    disconnected_at      REAL,
+    -- Cluster fencing: the node holding the newest connection and its epoch (claim_connection).
+    node_id              TEXT,
+    epoch                INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS meter_values (
-    id          INTEGER PRIMARY KEY,
-    identity    TEXT NOT NULL REFERENCES stations(identity) ON DELETE CASCADE,
+CREATE INDEX stations_by_node ON stations (node_id) WHERE connected = 1;
+-- The wide meter layout: one row per meterValue.  ``profile_id`` names the ordered descriptors of its sampled
+-- values (measurand, unit, context, format, location, decimals), ``packed`` their scaled integers (4 or 8
+-- bytes each).  WITHOUT ROWID: the primary key is the table, no second copy of the key.
+CREATE TABLE meter_profiles (
+    id  INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE
+);
+CREATE TABLE meter_samples (
+    station_id  INTEGER NOT NULL,
     ts          REAL NOT NULL,
-    measurand   TEXT NOT NULL,
-    value       TEXT NOT NULL,
-    numeric     REAL,
-    unit        TEXT,
-    context     TEXT NOT NULL,
-    format      TEXT NOT NULL,
-    location    TEXT,
-    received_at REAL NOT NULL
-);
--- A station resends a MeterValues whose CALLRESULT it never saw; the sample is stored once.
-CREATE UNIQUE INDEX IF NOT EXISTS meter_values_key
-    ON meter_values (identity, measurand, ts, ifnull(location, ''), context);
-CREATE TABLE IF NOT EXISTS events (
+    profile_id  INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    packed      BLOB NOT NULL,
+    PRIMARY KEY (station_id, ts, profile_id)
+) WITHOUT ROWID;
+-- Every station's history by time (export of all stations, retention).
+CREATE INDEX meter_samples_by_time ON meter_samples (ts);
+-- Values that are not plain decimal numerals, verbatim (nothing a station sends is dropped).
+CREATE TABLE meter_extras (
+    ts         REAL NOT NULL,
+    station_id INTEGER NOT NULL,
+    profile_id INTEGER NOT NULL,
+    position   INTEGER NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (ts, station_id, profile_id, position)
+) WITHOUT ROWID;
+-- The newest sample of each (station, profile): "last value" of one station or of the whole fleet without
+-- touching the history.
+CREATE TABLE meter_latest (
+    station_id INTEGER NOT NULL,
+    profile_id INTEGER NOT NULL,
+    ts         REAL NOT NULL,
+    PRIMARY KEY (station_id, profile_id)
+) WITHOUT ROWID;
+CREATE TABLE events (
     id           INTEGER PRIMARY KEY,
     identity     TEXT NOT NULL REFERENCES stations(identity) ON DELETE CASCADE,
     kind         TEXT NOT NULL,
@@ -119,12 +154,12 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- Reads stay O(log n) however long a station's history grows: the latest event of a kind per contactor
 -- (effective state), a station's log newest first (entries sorted by rowid), and the log of one kind.
-CREATE INDEX IF NOT EXISTS events_latest ON events (identity, kind, contactor_id, ts);
-CREATE INDEX IF NOT EXISTS events_by_station ON events (identity);
-CREATE INDEX IF NOT EXISTS events_by_kind ON events (identity, kind);
-CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events (identity, kind, dedup_key) WHERE dedup_key IS NOT
-NULL;
-CREATE TABLE IF NOT EXISTS uploads (
+CREATE INDEX events_latest ON events (identity, kind, contactor_id, ts);
+CREATE INDEX events_by_station ON events (identity);
+CREATE INDEX events_by_kind ON events (identity, kind);
+CREATE UNIQUE INDEX events_dedup ON events (identity, kind, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX events_by_received ON events (received_at);
+CREATE TABLE uploads (
     id          INTEGER PRIMARY KEY,
     identity    TEXT NOT NULL REFERENCES stations(identity) ON DELETE CASCADE,
     file_name   TEXT NOT NULL,
@@ -138,8 +173,8 @@ _STATION_COLUMNS = (
     "identity, password_hash, registered_at, registered_by, boot_status_override, boot_fields, boot_status, "
     "boot_at, accepted, last_heartbeat, connected, connected_at, disconnected_at"
 )
-_METER_COLUMNS = "identity, ts, measurand, value, numeric, unit, context, format, location, received_at"
 _EVENT_COLUMNS = "id, identity, kind, ts, received_at, contactor_id, status, payload"
+_SAMPLE_COLUMNS = "s.identity, m.station_id, m.ts, m.profile_id, m.received_at, m.packed"
 
 # Table 3 of annex §6.5: default values of the optional sampledValue fields.
 _DEFAULT_CONTEXT = "Sample.Periodic"
@@ -166,6 +201,12 @@ class StoreConfig:
     #: Seconds SQLite waits for a lock held by another process (e.g. ``os3p-central stations add`` while the
     #: service runs) before failing.
     busy_timeout: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    #: How long history is kept (:meth:`SqliteStore.apply_retention`); the default keeps everything, the
+    #: service passes ``--retain-meter-days`` / ``--retain-events-days``.
+    retention: RetentionPolicy = attrs.field(factory=RetentionPolicy)
+    #: Rows one retention step deletes (one small write among the others, so neither the event loop nor the
+    #: stations' writes wait for a long delete).
+    retention_batch: int = attrs.field(default=2000, validator=attrs.validators.ge(1))
 
 
 @attrs.define(slots=True, eq=False)
@@ -230,21 +271,6 @@ def _station(row: Sequence[Any]) -> StationRecord:
     )
 
 
-def _meter(row: Sequence[Any]) -> MeterValueRecord:
-    return MeterValueRecord(
-        identity=row[0],
-        timestamp=row[1],
-        measurand=row[2],
-        value=row[3],
-        numeric=row[4],
-        unit=row[5],
-        context=row[6],
-        format=row[7],
-        location=row[8],
-        received_at=row[9],
-    )
-
-
 def _event(row: Sequence[Any]) -> EventRecord:
     return EventRecord(
         id=row[0],
@@ -258,14 +284,295 @@ def _event(row: Sequence[Any]) -> EventRecord:
     )
 
 
-def _require_station(conn: sqlite3.Connection, identity: str) -> None:
-    if conn.execute("SELECT 1 FROM stations WHERE identity = ?", (identity,)).fetchone() is None:
+def _station_id(conn: sqlite3.Connection, identity: str) -> int:
+    row = conn.execute("SELECT id FROM stations WHERE identity = ?", (identity,)).fetchone()
+    if row is None:
         raise UnknownStation(identity)
+    return int(row[0])
+
+
+def _require_station(conn: sqlite3.Connection, identity: str) -> None:
+    _station_id(conn, identity)
 
 
 def _update_station(conn: sqlite3.Connection, identity: str, sql: str, params: Sequence[Any]) -> None:
     if conn.execute(f"UPDATE stations SET {sql} WHERE identity = ?", (*params, identity)).rowcount == 0:
         raise UnknownStation(identity)
+
+
+def _log_connection(conn: sqlite3.Connection, identity: str, kind: EventKind, now: float) -> None:
+    conn.execute(
+        "INSERT INTO events (identity, kind, ts, received_at, payload) VALUES (?,?,?,?,'{}')",
+        (identity, kind.value, now, now),
+    )
+
+
+def _sample_key(item: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """What makes a sampled value the same sample again (a resend): measurand, location, context (Table 3's
+    default applied, as the narrow layout's unique index had it)."""
+    return item.get("measurand"), item.get("location"), item.get("context", _DEFAULT_CONTEXT)
+
+
+def _descriptor_key(d: SampleDescriptor) -> tuple[Any, Any, Any]:
+    return d.measurand, d.location, d.context if d.context is not None else _DEFAULT_CONTEXT
+
+
+# --- writing samples (one policy for record_meter_values and the migration) -------------------------------
+
+
+class _Profiles:
+    """Profile ids by key (writer side) and descriptors by id (both sides).  Profiles are never deleted, so a
+    cached id stays valid; the writer forgets its cache when a transaction rolls back (an id it just
+    inserted may be gone)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.descriptors: dict[int, tuple[SampleDescriptor, ...]] = {}
+
+    def id_for(self, conn: sqlite3.Connection, key: str) -> int:
+        pid = self.ids.get(key)
+        if pid is None:
+            conn.execute("INSERT OR IGNORE INTO meter_profiles (key) VALUES (?)", (key,))
+            (pid,) = conn.execute("SELECT id FROM meter_profiles WHERE key = ?", (key,)).fetchone()
+            self.ids[key] = pid
+            self.descriptors[pid] = profile_of_key(key)
+        return pid
+
+    def get(self, conn: sqlite3.Connection, pid: int) -> tuple[SampleDescriptor, ...]:
+        found = self.descriptors.get(pid)
+        if found is None:
+            (key,) = conn.execute("SELECT key FROM meter_profiles WHERE id = ?", (pid,)).fetchone()
+            found = self.descriptors[pid] = profile_of_key(key)
+        return found
+
+    def all(self, conn: sqlite3.Connection) -> dict[int, tuple[SampleDescriptor, ...]]:
+        for pid, key in conn.execute("SELECT id, key FROM meter_profiles").fetchall():
+            if pid not in self.descriptors:
+                self.descriptors[pid] = profile_of_key(key)
+        return dict(self.descriptors)
+
+
+def _insert_samples(
+    conn: sqlite3.Connection,
+    profiles: _Profiles,
+    station_id: int,
+    entries: Sequence[tuple[float, Sequence[Mapping[str, Any]]]],
+    received_at: float,
+) -> int:
+    """Store ``(timestamp, sampledValue list)`` entries of one station; returns the values written.
+
+    Idempotent per sampled value (measurand, location, context at one timestamp), as the narrow layout's
+    unique index was: a value already stored at that timestamp, by this MeterValues or an earlier one, is
+    left out; a sample left empty is not written."""
+    written = 0
+    for ts, sampled in entries:
+        seen: set[tuple[Any, Any, Any]] = set()
+        for (pid,) in conn.execute(
+            "SELECT profile_id FROM meter_samples WHERE station_id = ? AND ts = ?", (station_id, ts)
+        ).fetchall():
+            seen.update(_descriptor_key(d) for d in profiles.get(conn, pid))
+        fresh: list[Mapping[str, Any]] = []
+        for item in sampled:
+            key = _sample_key(item)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(item)
+        if not fresh:
+            continue
+        encoded = encode_sample(fresh)
+        pid = profiles.id_for(conn, encoded.profile_key)
+        conn.execute(
+            "INSERT INTO meter_samples (station_id, ts, profile_id, received_at, packed) VALUES (?,?,?,?,?)",
+            (station_id, ts, pid, received_at, encoded.packed),
+        )
+        if encoded.extras:
+            conn.executemany(
+                "INSERT INTO meter_extras (ts, station_id, profile_id, position, value) VALUES (?,?,?,?,?)",
+                [(ts, station_id, pid, position, text) for position, text in encoded.extras],
+            )
+        conn.execute(
+            "INSERT INTO meter_latest (station_id, profile_id, ts) VALUES (?,?,?) "
+            "ON CONFLICT (station_id, profile_id) DO UPDATE SET ts = max(ts, excluded.ts)",
+            (station_id, pid, ts),
+        )
+        written += len(fresh)
+    return written
+
+
+def _decode_rows(
+    conn: sqlite3.Connection, profiles: _Profiles, rows: Sequence[Sequence[Any]], measurand: str | None = None
+) -> list[MeterValueRecord]:
+    """Sample rows (``_SAMPLE_COLUMNS``) as one record per sampled value (Table 3 defaults applied)."""
+    out: list[MeterValueRecord] = []
+    for identity, station_id, ts, pid, received_at, packed in rows:
+        profile = profiles.get(conn, pid)
+        extras: list[tuple[int, str]] = []
+        if any(d.scale == EXTRA for d in profile):
+            extras = conn.execute(
+                "SELECT position, value FROM meter_extras WHERE ts = ? AND station_id = ? AND profile_id = ?",
+                (ts, station_id, pid),
+            ).fetchall()
+        for d, text in decode_sample(profile, packed, extras):
+            if measurand is not None and d.measurand != measurand:
+                continue
+            out.append(
+                MeterValueRecord(
+                    identity=identity,
+                    timestamp=ts,
+                    measurand=d.measurand or "",
+                    value=text,
+                    numeric=_to_float(text),
+                    unit=d.unit,
+                    context=d.context if d.context is not None else _DEFAULT_CONTEXT,
+                    format=d.format if d.format is not None else _DEFAULT_FORMAT,
+                    location=d.location,
+                    received_at=received_at,
+                )
+            )
+    return out
+
+
+def _value_count(
+    conn: sqlite3.Connection, profiles: _Profiles, where: str = "", params: Sequence[Any] = ()
+) -> int:
+    """Sampled values held by the samples matching ``where`` (a sample holds one per profile position)."""
+    return sum(
+        count * len(profiles.get(conn, pid))
+        for pid, count in conn.execute(
+            f"SELECT profile_id, count(*) FROM meter_samples {where} GROUP BY profile_id", params
+        ).fetchall()
+    )
+
+
+# --- migrations -------------------------------------------------------------------------------------------
+
+
+def _statements(script: str) -> list[str]:
+    """``script`` as single statements (``executescript`` would COMMIT first: migrations run in one
+    transaction)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _statements(_SCHEMA):
+        conn.execute(statement)
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: stations get an integer id and the fencing columns; the narrow ``meter_values`` rows
+    (one per sampled value) become wide samples (one per meterValue: the rows of one station with the same
+    timestamp and arrival time, in their stored order), every value kept exactly as read before."""
+    for table in ("meta", "stations", "events", "uploads"):
+        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).fetchall():
+        conn.execute(f'DROP INDEX "{name}"')
+    _create_schema(conn)
+    conn.execute("INSERT INTO meta (key, value) SELECT key, value FROM meta_v1")
+    columns = _STATION_COLUMNS
+    conn.execute(f"INSERT INTO stations ({columns}) SELECT {columns} FROM stations_v1 ORDER BY identity")
+    event_columns = f"{_EVENT_COLUMNS}, dedup_key"
+    conn.execute(f"INSERT INTO events ({event_columns}) SELECT {event_columns} FROM events_v1")
+    upload_columns = "id, identity, file_name, size, sha256, received_at"
+    conn.execute(f"INSERT INTO uploads ({upload_columns}) SELECT {upload_columns} FROM uploads_v1")
+    profiles = _Profiles()
+    cursor = conn.execute(
+        "SELECT s.id, v.ts, v.received_at, v.measurand, v.value, v.unit, v.context, v.format, v.location "
+        "FROM meter_values v JOIN stations s ON s.identity = v.identity "
+        "ORDER BY s.id, v.ts, v.received_at, v.id"
+    )
+    group: tuple[int, float, float] | None = None
+    sampled: list[dict[str, Any]] = []
+    for sid, ts, received_at, measurand, value, unit, context, fmt, location in cursor.fetchall():
+        if group != (sid, ts, received_at):
+            if group is not None:
+                _insert_samples(conn, profiles, group[0], [(group[1], sampled)], group[2])
+            group, sampled = (sid, ts, received_at), []
+        item = {"measurand": measurand, "value": value, "context": context, "format": fmt}
+        if unit is not None:
+            item["unit"] = unit
+        if location is not None:
+            item["location"] = location
+        sampled.append(item)
+    if group is not None:
+        _insert_samples(conn, profiles, group[0], [(group[1], sampled)], group[2])
+    (old,) = conn.execute("SELECT count(*) FROM meter_values").fetchone()
+    new = _value_count(conn, profiles)
+    if new != old:
+        raise StoreError(f"the meter values did not all carry over ({old} before, {new} after)")
+    for table in ("meter_values", "uploads_v1", "events_v1", "stations_v1", "meta_v1"):
+        conn.execute(f"DROP TABLE {table}")
+
+
+#: version -> the step that upgrades a database of that version by one.  Each runs inside the one
+#: transaction of the whole upgrade (a failure leaves the file as it was).
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """The file's schema version; ``None`` for an empty file (nothing created yet)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone() is not None:
+            raise StoreError("not an os3p-central database (it has tables but no meta table)")
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise StoreError("not an os3p-central database (no schema_version in meta)")
+    return int(row[0])
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> None:
+    """Create the schema in an empty file, or upgrade an older one, in one transaction; refuse a newer one."""
+    # Foreign keys off during the upgrade: rebuilding ``stations`` must not cascade into the event log.  (The
+    # pragma is a no-op inside a transaction, hence here.)
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _schema_version(conn)
+            if version is None:
+                _create_schema(conn)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif version > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"{path}: schema version {version} was written by a newer os3p release "
+                    f"(this one knows up to {SCHEMA_VERSION}); upgrade os3p to open it"
+                )
+            else:
+                while version < SCHEMA_VERSION:
+                    try:
+                        _MIGRATIONS[version](conn)
+                    except Exception as exc:
+                        raise StoreUnavailable(
+                            f"{path}: upgrading schema version {version} to {version + 1} failed, the file "
+                            f"is unchanged: {_one_line(exc)}"
+                        ) from exc
+                    version += 1
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise StoreUnavailable(f"{path}: the upgrade left {len(problems)} dangling references")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA foreign_keys=ON")
 
 
 class SqliteStore:
@@ -282,19 +589,25 @@ class SqliteStore:
         self._writer_conn: sqlite3.Connection | None = None
         self._reader_conn: sqlite3.Connection | None = None
         self._closed = False
+        # One cache per connection: each is touched only by the thread using that connection, one at a time.
+        self._write_profiles = _Profiles()
+        self._read_profiles = _Profiles()
         #: Counters for benchmarks and the operator: committed batches and operations.
         self.batches_committed = 0
         self.operations_committed = 0
 
     # --- plumbing -------------------------------------------------------------------------------------------
     def _open_sync(self) -> None:
-        self._writer_conn = _connect(self.path, self.config)
-        # Idempotent DDL (IF NOT EXISTS): a second process opening the same file is harmless.
-        self._writer_conn.executescript(_SCHEMA)
-        self._writer_conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        self._reader_conn = _connect(self.path, self.config)
+        try:
+            self._writer_conn = _connect(self.path, self.config)
+            _prepare(self._writer_conn, self.path)
+            self._reader_conn = _connect(self.path, self.config)
+        except StoreUnavailable:
+            self._close_sync()
+            raise
+        except (sqlite3.Error, StoreError, OSError, ValueError) as exc:
+            self._close_sync()
+            raise StoreUnavailable(f"{self.path}: cannot open the database: {_one_line(exc)}") from exc
 
     def _close_sync(self) -> None:
         for conn in (self._writer_conn, self._reader_conn):
@@ -314,6 +627,8 @@ class SqliteStore:
                     op.result = op.fn(conn)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
+                    # A profile this operation inserted is gone with it.
+                    self._write_profiles = _Profiles()
                     op.error = exc
                 conn.execute("RELEASE op")
             conn.execute("COMMIT")
@@ -321,6 +636,7 @@ class SqliteStore:
             # The transaction as a whole failed (I/O error, disk full...): nothing of it is committed.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._write_profiles = _Profiles()
             for op in batch:
                 op.error = exc
             return
@@ -340,8 +656,7 @@ class SqliteStore:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 # Shielded: once a batch is handed to the thread its outcome must reach its waiters; the
-                # thread
-                # cannot be abandoned half-way through a transaction anyway.
+                # thread cannot be abandoned half-way through a transaction anyway.
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self._commit_batch, batch, limiter=self._write_limiter)
                 for op in batch:
@@ -406,8 +721,11 @@ class SqliteStore:
 
     async def remove_station(self, identity: str) -> None:
         def fn(conn: sqlite3.Connection) -> None:
-            if conn.execute("DELETE FROM stations WHERE identity = ?", (identity,)).rowcount == 0:
-                raise UnknownStation(identity)
+            sid = _station_id(conn, identity)
+            # The meter tables key by the station's integer id (no foreign key: it would cost an index).
+            for table in ("meter_samples", "meter_extras", "meter_latest"):
+                conn.execute(f"DELETE FROM {table} WHERE station_id = ?", (sid,))
+            conn.execute("DELETE FROM stations WHERE id = ?", (sid,))
 
         await self._write(fn)
 
@@ -445,10 +763,7 @@ class SqliteStore:
                 _update_station(conn, identity, "connected = 1, connected_at = ?", (now,))
             else:
                 _update_station(conn, identity, "connected = 0, disconnected_at = ?", (now,))
-            conn.execute(
-                "INSERT INTO events (identity, kind, ts, received_at, payload) VALUES (?,?,?,?,'{}')",
-                (identity, kind.value, now, now),
-            )
+            _log_connection(conn, identity, kind, now)
 
         await self._write(fn)
 
@@ -456,6 +771,53 @@ class SqliteStore:
         def fn(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "UPDATE stations SET connected = 0, disconnected_at = ? WHERE connected = 1", (now,)
+            ).rowcount
+
+        return await self._write(fn)
+
+    async def claim_connection(self, identity: str, node_id: str, now: float) -> int:
+        def fn(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "UPDATE stations SET epoch = epoch + 1, node_id = ?, connected = 1, connected_at = ? "
+                "WHERE identity = ? RETURNING epoch",
+                (node_id, now, identity),
+            ).fetchone()
+            if row is None:
+                raise UnknownStation(identity)
+            _log_connection(conn, identity, EventKind.CONNECTED, now)
+            return int(row[0])
+
+        return await self._write(fn)
+
+    async def release_connection(self, identity: str, epoch: int, now: float) -> bool:
+        def fn(conn: sqlite3.Connection) -> bool:
+            released = conn.execute(
+                "UPDATE stations SET connected = 0, disconnected_at = ? WHERE identity = ? AND epoch = ?",
+                (now, identity, epoch),
+            ).rowcount
+            if not released:
+                _station_id(conn, identity)  # UnknownStation when it is gone altogether
+                return False
+            _log_connection(conn, identity, EventKind.DISCONNECTED, now)
+            return True
+
+        return await self._write(fn)
+
+    async def connection_owner(self, identity: str) -> ConnectionOwner | None:
+        def fn(conn: sqlite3.Connection) -> ConnectionOwner | None:
+            row = conn.execute(
+                "SELECT identity, node_id, epoch, connected FROM stations WHERE identity = ?", (identity,)
+            ).fetchone()
+            return None if row is None else ConnectionOwner(row[0], row[1], row[2], bool(row[3]))
+
+        return await self._read(fn)
+
+    async def mark_node_disconnected(self, node_id: str, now: float) -> int:
+        # Like mark_all_disconnected: a state correction, not a connection event (none is logged).
+        def fn(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "UPDATE stations SET connected = 0, disconnected_at = ? WHERE node_id = ? AND connected = 1",
+                (now, node_id),
             ).rowcount
 
         return await self._write(fn)
@@ -489,33 +851,13 @@ class SqliteStore:
     async def record_meter_values(
         self, identity: str, meter_value: Sequence[Mapping[str, Any]], now: float
     ) -> int:
-        rows: list[tuple[Any, ...]] = []
-        for entry in meter_value:
-            ts = parse_timestamp(entry.get("timestamp"), now)
-            for sample in entry.get("sampledValue", ()):
-                value = str(sample.get("value", ""))
-                rows.append(
-                    (
-                        identity,
-                        ts,
-                        sample.get("measurand", ""),
-                        value,
-                        _to_float(value),
-                        sample.get("unit"),
-                        sample.get("context", _DEFAULT_CONTEXT),
-                        sample.get("format", _DEFAULT_FORMAT),
-                        sample.get("location"),
-                        now,
-                    )
-                )
+        entries = [
+            (parse_timestamp(entry.get("timestamp"), now), entry.get("sampledValue", ()))
+            for entry in meter_value
+        ]
 
         def fn(conn: sqlite3.Connection) -> int:
-            _require_station(conn, identity)
-            before = conn.total_changes
-            conn.executemany(
-                f"INSERT OR IGNORE INTO meter_values ({_METER_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
-            )
-            return conn.total_changes - before
+            return _insert_samples(conn, self._write_profiles, _station_id(conn, identity), entries, now)
 
         return await self._write(fn)
 
@@ -567,24 +909,215 @@ class SqliteStore:
         until: float | None = None,
         limit: int = 1000,
     ) -> list[MeterValueRecord]:
-        sql = f"SELECT {_METER_COLUMNS} FROM meter_values WHERE identity = ?"
-        params: list[Any] = [identity]
-        if measurand is not None:
-            sql += " AND measurand = ?"
-            params.append(measurand)
-        if since is not None:
-            sql += " AND ts >= ?"
-            params.append(since)
-        if until is not None:
-            sql += " AND ts < ?"
-            params.append(until)
-        sql += " ORDER BY ts, id LIMIT ?"
-        params.append(max(0, limit))
+        out: list[MeterValueRecord] = []
+        limit = max(0, limit)
+        pages = self.stream_meter_values(
+            identity, measurand=measurand, since=since, until=until, batch=min(limit, 1000) or 1
+        )
+        async with aclosing(pages):
+            async for batch in pages:
+                if len(out) >= limit:
+                    break
+                out.extend(batch[: limit - len(out)])
+        return out
 
+    async def stream_meter_values(
+        self,
+        identity: str | None,
+        *,
+        measurand: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 1000,
+    ) -> AsyncGenerator[list[MeterValueRecord], None]:
+        batch = max(1, batch)
+        # Keyset paging on the primary key (one station) or on the time index (all stations): each page is
+        # one indexed range read, whatever the history's length.  A page holds at most ``batch`` samples, so
+        # at most ``batch`` × (values per meterValue) records are in memory at once.
+        cursor: tuple[Any, ...] | None = None
+        pending: list[MeterValueRecord] = []
+        while True:
+            where = ["m.ts >= ?", "m.ts < ?"]
+            params: list[Any] = [-math.inf if since is None else since, math.inf if until is None else until]
+            if identity is not None:
+                where.append("s.identity = ?")
+                params.append(identity)
+                order = "m.ts, m.profile_id"
+                if cursor is not None:
+                    where.append("(m.ts, m.profile_id) > (?, ?)")
+                    params.extend(cursor)
+            else:
+                order = "m.ts, m.station_id, m.profile_id"
+                if cursor is not None:
+                    where.append("(m.ts, m.station_id, m.profile_id) > (?, ?, ?)")
+                    params.extend(cursor)
+            sql = (
+                f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples m JOIN stations s ON s.id = m.station_id "
+                f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+            )
+            params.append(batch)
+
+            def page(conn: sqlite3.Connection, sql: str = sql, params: list[Any] = params) -> Any:
+                rows = conn.execute(sql, params).fetchall()
+                return rows, _decode_rows(conn, self._read_profiles, rows, measurand)
+
+            rows, records = await self._read(page)
+            pending.extend(records)
+            while len(pending) >= batch:
+                yield pending[:batch]
+                del pending[:batch]
+            if len(rows) < batch:
+                break
+            last = rows[-1]
+            cursor = (last[2], last[3]) if identity is not None else (last[2], last[1], last[3])
+        if pending:
+            yield pending
+
+    def stream_events(
+        self,
+        identity: str | None,
+        *,
+        kind: EventKind | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        batch: int = 1000,
+    ) -> AsyncIterator[list[EventRecord]]:
+        return self._stream_events(identity, kind, since, until, max(1, batch))
+
+    async def _stream_events(
+        self,
+        identity: str | None,
+        kind: EventKind | None,
+        since: float | None,
+        until: float | None,
+        batch: int,
+    ) -> AsyncIterator[list[EventRecord]]:
+        last_id = 0
+        while True:
+            where = ["id > ?", "received_at >= ?", "received_at < ?"]
+            params: list[Any] = [
+                last_id,
+                -math.inf if since is None else since,
+                math.inf if until is None else until,
+            ]
+            if identity is not None:
+                where.append("identity = ?")
+                params.append(identity)
+            if kind is not None:
+                where.append("kind = ?")
+                params.append(EventKind(kind).value)
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+            params.append(batch)
+
+            def page(
+                conn: sqlite3.Connection, sql: str = sql, params: list[Any] = params
+            ) -> list[EventRecord]:
+                return [_event(row) for row in conn.execute(sql, params).fetchall()]
+
+            events = await self._read(page)
+            if events:
+                yield events
+            if len(events) < batch:
+                return
+            last_id = events[-1].id
+
+    async def latest_readings(
+        self, measurand: str, *, after: str | None = None, limit: int = 1000
+    ) -> list[MeterValueRecord]:
         def fn(conn: sqlite3.Connection) -> list[MeterValueRecord]:
-            return [_meter(row) for row in conn.execute(sql, params).fetchall()]
+            profiles = self._read_profiles.all(conn)
+            wanted = [
+                pid for pid, profile in profiles.items() if any(d.measurand == measurand for d in profile)
+            ]
+            if not wanted or limit <= 0:
+                return []
+            marks = ",".join("?" * len(wanted))
+            # meter_latest holds one row per (station, profile): the fleet's last values without touching the
+            # history; stations in identity order through the identity index.
+            rows = conn.execute(
+                f"SELECT s.identity, l.station_id, l.ts, l.profile_id FROM stations s "
+                f"JOIN meter_latest l ON l.station_id = s.id "
+                f"WHERE s.identity > ? AND l.profile_id IN ({marks}) ORDER BY s.identity, l.ts, l.profile_id",
+                (after or "", *wanted),
+            )
+            newest: dict[str, tuple[Any, ...]] = {}
+            for row in rows:
+                if row[0] not in newest and len(newest) >= limit:
+                    break
+                newest[row[0]] = row
+            out: list[MeterValueRecord] = []
+            for _identity, sid, ts, pid in newest.values():
+                sample = conn.execute(
+                    f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples m JOIN stations s ON s.id = m.station_id "
+                    "WHERE m.station_id = ? AND m.ts = ? AND m.profile_id = ?",
+                    (sid, ts, pid),
+                ).fetchall()
+                records = _decode_rows(conn, self._read_profiles, sample, measurand)
+                if records:
+                    out.append(records[-1])
+            return out
 
         return await self._read(fn)
+
+    async def apply_retention(self, now: float) -> RetentionReport:
+        policy = self.config.retention
+        step = self.config.retention_batch
+        meter_removed = events_removed = 0
+        if policy.meter_days is not None:
+            cutoff = now - policy.meter_days * 86400.0
+
+            def meter_step(conn: sqlite3.Connection) -> tuple[int, int]:
+                keys = conn.execute(
+                    "SELECT station_id, ts, profile_id FROM meter_samples WHERE ts < ? ORDER BY ts LIMIT ?",
+                    (cutoff, step),
+                ).fetchall()
+                conn.executemany(
+                    "DELETE FROM meter_samples WHERE station_id = ? AND ts = ? AND profile_id = ?", keys
+                )
+                conn.executemany(
+                    "DELETE FROM meter_extras WHERE ts = ? AND station_id = ? AND profile_id = ?",
+                    [(ts, sid, pid) for sid, ts, pid in keys],
+                )
+                values = sum(len(self._write_profiles.get(conn, pid)) for _, _, pid in keys)
+                if len(keys) < step:
+                    conn.execute("DELETE FROM meter_latest WHERE ts < ?", (cutoff,))
+                return len(keys), values
+
+            while True:
+                # Each step is one small write in the group commit: stations' writes interleave with it.
+                samples, values = await self._write(meter_step)
+                meter_removed += values
+                if samples < step:
+                    break
+        if policy.events_days is not None:
+            cutoff = now - policy.events_days * 86400.0
+            position = 0
+
+            def events_step(conn: sqlite3.Connection) -> tuple[int, int]:
+                ids = conn.execute(
+                    "SELECT id FROM events WHERE id > ? AND received_at < ? ORDER BY id LIMIT ?",
+                    (position, cutoff, step),
+                ).fetchall()
+                if not ids:
+                    return 0, 0
+                # The newest event of each kind per contactor is a station's effective state: kept, whatever
+                # its age (RetentionPolicy).
+                removed = conn.execute(
+                    "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?)) AND EXISTS ("
+                    "SELECT 1 FROM events n WHERE n.identity = events.identity AND n.kind = events.kind "
+                    "AND n.contactor_id IS events.contactor_id "
+                    "AND (n.ts > events.ts OR (n.ts = events.ts AND n.id > events.id)))",
+                    (json.dumps([i for (i,) in ids]),),
+                ).rowcount
+                return int(ids[-1][0]), removed
+
+            while True:
+                last, removed = await self._write(events_step)
+                events_removed += removed
+                if last == 0:
+                    break
+                position = last
+        return RetentionReport(meter_values=meter_removed, events=events_removed)
 
     async def events(
         self, identity: str, *, kind: EventKind | None = None, limit: int = 1000
@@ -637,28 +1170,24 @@ class SqliteStore:
                     found[contactor or 0] = _event(row)
             return found
 
-        def last_readings(conn: sqlite3.Connection) -> dict[str, MeterValueRecord]:
-            # Skip-scan over the (identity, measurand, ts, ...) index: one probe per distinct measurand for
-            # the next name, one for its newest row — O(measurands × log n) instead of a scan of the history.
+        def last_readings(conn: sqlite3.Connection, sid: int) -> dict[str, MeterValueRecord]:
+            # meter_latest: the newest sample of each of the station's profiles (a handful), not the history.
             readings: dict[str, MeterValueRecord] = {}
-            measurand = ""
-            while True:
-                (measurand,) = conn.execute(
-                    "SELECT min(measurand) FROM meter_values WHERE identity = ? AND measurand > ?",
-                    (identity, measurand),
-                ).fetchone()
-                if measurand is None:
-                    return readings
-                row = conn.execute(
-                    f"SELECT {_METER_COLUMNS} FROM meter_values WHERE identity = ? AND measurand = ? "
-                    "ORDER BY ts DESC, id DESC LIMIT 1",
-                    (identity, measurand),
-                ).fetchone()
-                readings[measurand] = _meter(row)
+            for pid, ts in conn.execute(
+                "SELECT profile_id, ts FROM meter_latest WHERE station_id = ? ORDER BY ts, profile_id", (sid,)
+            ).fetchall():
+                rows = conn.execute(
+                    f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples m JOIN stations s ON s.id = m.station_id "
+                    "WHERE m.station_id = ? AND m.ts = ? AND m.profile_id = ?",
+                    (sid, ts, pid),
+                ).fetchall()
+                for record in _decode_rows(conn, self._read_profiles, rows):
+                    readings[record.measurand] = record
+            return readings
 
         def fn(conn: sqlite3.Connection) -> StationState | None:
             row = conn.execute(
-                f"SELECT {_STATION_COLUMNS} FROM stations WHERE identity = ?", (identity,)
+                f"SELECT {_STATION_COLUMNS}, id FROM stations WHERE identity = ?", (identity,)
             ).fetchone()
             if row is None:
                 return None
@@ -669,7 +1198,7 @@ class SqliteStore:
                 last_status=latest(conn, EventKind.STATUS),
                 firmware_status=latest(conn, EventKind.FIRMWARE_STATUS),
                 file_status=latest(conn, EventKind.FILE_STATUS),
-                last_readings=last_readings(conn),
+                last_readings=last_readings(conn, row[-1]),
             )
 
         return await self._read(fn)
@@ -692,7 +1221,7 @@ class SqliteStore:
                 "GROUP BY identity, contactor_id) WHERE status = 'On'",
                 (EventKind.STREETLIGHT_STATUS.value,),
             ).fetchone()
-            (meter_values,) = conn.execute("SELECT count(*) FROM meter_values").fetchone()
+            meter_values = _value_count(conn, self._read_profiles)
             events = dict(
                 conn.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall()
             )
@@ -718,14 +1247,21 @@ class SqliteStore:
 
 @asynccontextmanager
 async def open_sqlite_store(
-    path: str | Path, config: StoreConfig | None = None
+    path: str | Path, config: StoreConfig | None = None, *, retention: RetentionPolicy | None = None
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating if needed) the SQLite store at ``path`` and run its writer task until the block exits.
+
+    ``retention`` (when given) replaces ``config.retention``.  A file of an older schema version is upgraded
+    in place first (one transaction); one that cannot be opened raises
+    :class:`~._store.StoreUnavailable` (:class:`~._store.SchemaTooNew` for a newer release's file).
 
     On exit every write already queued is committed before the database is closed (the drain is shielded from
     cancellation so that a shutdown by SIGINT does not drop acknowledged-in-progress writes).
     """
-    store = SqliteStore(str(path), config or StoreConfig())
+    config = config or StoreConfig()
+    if retention is not None:
+        config = attrs.evolve(config, retention=retention)
+    store = SqliteStore(str(path), config)
     await trio.to_thread.run_sync(store._open_sync)
     try:
         async with trio.open_nursery() as nursery:
