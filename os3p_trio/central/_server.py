@@ -26,9 +26,10 @@ from os3p_trio import CentralSystemServer, Router, ServerConfig, Session, open_c
 from os3p_trio import StationRecord as RegistryRecord
 
 from ._api import FileArea, create_api, serve_api
+from ._open import open_store
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
-from ._sqlite import StoreConfig, open_sqlite_store
-from ._store import Store
+from ._sqlite import StoreConfig
+from ._store import RetentionPolicy, Store
 
 __all__ = ["CentralService", "StoreRegistry", "build_router", "open_central_service", "run_serve"]
 
@@ -138,14 +139,17 @@ async def open_central_service(
     secret: bytes | None = None,
     public_url: str | None = None,
     api_token: str | None = None,
+    retention_interval: float | None = 3600.0,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
     ``server_config`` is ``os3p_trio``'s (endpoints, auth secret, limits, mutual TLS); ``ssl_context`` serves
     ``wss://``; ``certfile``/``keyfile`` serve the API over https; ``public_url`` is the API's base URL as
     stations see it (firmware downloads, GetFile uploads), by default the URL of each request; ``api_token``
-    protects the operator routes (see :func:`~._api.create_api`).  On exit every
-    connection is closed (1001) and queued store writes are committed.
+    protects the operator routes (see :func:`~._api.create_api`).  ``retention_interval``: seconds between
+    two :meth:`~._store.Store.apply_retention` passes (the first right after start; ``None``: never; the
+    store's :class:`~._store.RetentionPolicy` says what goes).  On exit every connection is closed (1001) and
+    queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
     # A crash may have left stations marked connected: nothing is connected before we listen.
@@ -168,6 +172,8 @@ async def open_central_service(
                         logger.info("central: could not record the disconnection of %r", identity)
 
     async with trio.open_nursery() as nursery:
+        if retention_interval is not None:
+            nursery.start_soon(_apply_retention, central, retention_interval)
         server = await nursery.start(
             lambda task_status: _serve_ws(
                 central, port, host, server_config, ssl_context, on_connect, task_status=task_status
@@ -192,6 +198,20 @@ async def open_central_service(
             yield CentralService(central, server, ws_url, api_url)
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def _apply_retention(central: CentralSystem, interval: float) -> None:
+    """Retention, periodically: the store deletes in small batches, interleaved with the stations' writes."""
+    while True:
+        try:
+            report = await central.store.apply_retention(central.clock())
+        except Exception:  # a failed pass is retried next time; the service goes on
+            logger.exception("central: retention pass failed")
+        else:
+            if report.meter_values or report.events:
+                removed = (report.meter_values, report.events)
+                logger.info("central: retention removed %d meter values, %d events", *removed)
+        await trio.sleep(interval)
 
 
 async def _serve_ws(
@@ -231,7 +251,7 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .cli import load_or_create_secret, read_api_token
+    from .cli import beside_db, load_or_create_secret, read_api_token
 
     if args.open_registration and args.auth == "basic":
         print(
@@ -240,10 +260,10 @@ async def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    db = Path(args.db)
-    secret_path = Path(args.secret_file) if args.secret_file else Path(str(db) + ".secret")
+    db = args.db
+    secret_path = Path(args.secret_file) if args.secret_file else beside_db(db, ".secret")
     secret = load_or_create_secret(secret_path)
-    files_dir = Path(args.files_dir) if args.files_dir else Path(str(db) + ".files")
+    files_dir = Path(args.files_dir) if args.files_dir else beside_db(db, ".files")
     files = FileArea(files_dir / "firmware", files_dir / "uploads")
     ssl_context = _ssl_context(args)
     api_token = read_api_token(args)
@@ -265,7 +285,9 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_sqlite_store(db, StoreConfig(synchronous=args.synchronous)) as store,
+            open_store(
+                db, retention=_retention(args), sqlite_config=StoreConfig(synchronous=args.synchronous)
+            ) as store,
             open_central_service(
                 store,
                 config,
@@ -291,12 +313,29 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> RetentionPolicy:
+    meter = getattr(args, "retain_meter_days", None)
+    events = getattr(args, "retain_events_days", None)
+    for name, value in (("--retain-meter-days", meter), ("--retain-events-days", events)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be 0 (keep for ever) or more days")
+    return RetentionPolicy(meter_days=meter or None, events_days=events or None)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``os3p-central serve``: run until SIGINT or SIGTERM, then close every connection (1001), commit what is
     queued, and exit 0."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .cli import store_failure
+
     try:
         return trio.run(_serve, args)
     except (OSError, ValueError) as exc:
         print(f"os3p-central: {exc}", file=sys.stderr)
+        return 2
+    except BaseException as exc:
+        failure = store_failure(exc)
+        if failure is None:
+            raise
+        print(f"os3p-central: {failure}", file=sys.stderr)
         return 2
