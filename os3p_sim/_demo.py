@@ -40,7 +40,15 @@ import trio
 
 from os3p_core import sun_times
 from os3p_trio import ClientConfig, ServerConfig
-from os3p_trio.central import CentralConfig, FileArea, StoreConfig, open_central_service, open_sqlite_store
+from os3p_trio.central import (
+    CentralConfig,
+    FileArea,
+    StoreConfig,
+    StoreUnavailable,
+    is_postgres_url,
+    open_central_service,
+    open_store,
+)
 
 from ._live import FleetStats, LiveStation, ScaledClock
 from ._meters import iso_utc as format_time
@@ -118,7 +126,7 @@ async def run_demo(
     stations: int = 50,
     duration: float = 60.0,
     time_scale: float = 120.0,
-    db: Path | None = None,
+    db: Path | str | None = None,
     out: TextIO | Literal["stdout"] | None = "stdout",
     firmware_version: str = "2.0.0",
     lead_seconds: float = 6.0,
@@ -136,7 +144,9 @@ async def run_demo(
     started = time.monotonic()
     if db is None:
         db = Path(tempfile.mkdtemp(prefix="os3p-demo-")) / "central.sqlite"
-    files = FileArea(Path(str(db) + ".files") / "firmware", Path(str(db) + ".files") / "uploads")
+    # A PostgreSQL database has no place on disk: its files go to a temporary directory.
+    base = Path(tempfile.mkdtemp(prefix="os3p-demo-")) / "central" if is_postgres_url(db) else Path(db)
+    files = FileArea(Path(str(base) + ".files") / "firmware", Path(str(base) + ".files") / "uploads")
 
     def say(text: str) -> None:
         if out is not None:
@@ -155,7 +165,7 @@ async def run_demo(
     failed = 0
 
     async with (
-        open_sqlite_store(db, StoreConfig(synchronous="NORMAL")) as store,
+        open_store(db, sqlite_config=StoreConfig(synchronous="NORMAL")) as store,
         open_central_service(
             store,
             CentralConfig(open_registration=True, heartbeat_interval=60),
@@ -300,7 +310,11 @@ def build_parser(prog: str = "os3p-sim demo") -> argparse.ArgumentParser:
         "--duration", type=float, default=60.0, help="real seconds to run after boot (default 60)"
     )
     parser.add_argument("--time-scale", type=float, default=120.0, help="station clock speed (default 120)")
-    parser.add_argument("--db", default=None, help="database file to keep (default: a new temporary file)")
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="SQLite file to keep or postgresql://USER@HOST:PORT/DBNAME (default: a new temporary file)",
+    )
     parser.add_argument("--json", default=None, help="write the summary as JSON to this file")
     return parser
 
@@ -314,11 +328,14 @@ def main(argv: list[str] | None = None, *, prog: str = "os3p-sim demo") -> int:
                 stations=args.stations,
                 duration=args.duration,
                 time_scale=args.time_scale,
-                db=Path(args.db) if args.db else None,
+                db=args.db or None,
             )
         )
     except KeyboardInterrupt:
         return 130
+    except StoreUnavailable as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         Path(args.json).write_text(json.dumps(result.as_json(), indent=2) + "\n")
     ok = result.booted == result.stations and result.firmware_updated == result.stations

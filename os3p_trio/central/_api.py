@@ -10,8 +10,9 @@ Routes (all JSON; times are OS³P date-times with ``Z``)::
     GET    /api/stations/{identity}                         record + effective state
     DELETE /api/stations/{identity}                         forget the station and its data
     PUT    /api/stations/{identity}/boot-status  {"status": "Accepted"|"Pending"|"Rejected"|null}
-    GET    /api/stations/{identity}/meter-values?measurand=&since=&until=&limit=
-    GET    /api/stations/{identity}/events?kind=&limit=
+    GET    /api/stations/{identity}/meter-values?measurand=&since=&until=&limit=&format=json|csv|jsonl
+    GET    /api/stations/{identity}/events?kind=&limit=&format=json|csv|jsonl&since=&until=
+                                  (format=csv|jsonl: the whole range, streamed; see docs/central.md)
     GET    /api/stations/{identity}/uploads
     POST   /api/stations/{identity}/calls/{Action}?timeout=S  payload as body -> {"result": ...}
     PUT    /api/firmware/{name}                             publish a firmware image (raw body)
@@ -36,7 +37,7 @@ import hmac
 import json
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,22 +48,29 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from os3p_core import SchemaViolation
 from os3p_trio import CallErrorReceived, CallTimeout, ConnectionClosed, InvalidResult
 
 from ._console import monitor_routes
+from ._export import (
+    FORMATS,
+    MEDIA_TYPES,
+    ExportFormat,
+    event_json,
+    export_events,
+    export_meter_values,
+    meter_value_json,
+)
+from ._export import parse_time as _parse_time
 from ._monitor import Monitor
 from ._routing import ClusterUnavailable, OwnerNodeDead
 from ._service import CentralSystem, NotConnected, UnknownAction, format_time
-from ._sqlite import parse_timestamp
 from ._store import (
     BootStatus,
     EventKind,
-    EventRecord,
-    MeterValueRecord,
     StationExists,
     StationRecord,
     StationState,
@@ -128,34 +136,6 @@ def station_json(record: StationRecord) -> dict[str, Any]:
     }
 
 
-def event_json(event: EventRecord) -> dict[str, Any]:
-    """One event-log entry."""
-    return {
-        "id": event.id,
-        "kind": event.kind.value,
-        "timestamp": format_time(event.timestamp),
-        "receivedAt": format_time(event.received_at),
-        "contactorId": event.contactor_id,
-        "status": event.status,
-        "payload": dict(event.payload),
-    }
-
-
-def meter_value_json(value: MeterValueRecord) -> dict[str, Any]:
-    """One sampled value."""
-    return {
-        "timestamp": format_time(value.timestamp),
-        "measurand": value.measurand,
-        "value": value.value,
-        "numeric": value.numeric,
-        "unit": value.unit,
-        "context": value.context,
-        "format": value.format,
-        "location": value.location,
-        "receivedAt": format_time(value.received_at),
-    }
-
-
 def upload_json(upload: UploadRecord) -> dict[str, Any]:
     """One received GetFile upload."""
     return {
@@ -197,16 +177,7 @@ async def _json_body(request: Request) -> Any:
 
 def _time_param(request: Request, name: str) -> float | None:
     text = request.query_params.get(name)
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    value = parse_timestamp(text, float("nan"))
-    if value != value:  # NaN: unparsable
-        raise ValueError(f"{name} must be a date-time or POSIX seconds")
-    return value
+    return None if text is None else _parse_time(text, name)
 
 
 def _limit_param(request: Request, default: int = 1000, maximum: int = 100_000) -> int:
@@ -217,6 +188,30 @@ def _limit_param(request: Request, default: int = 1000, maximum: int = 100_000) 
     if not 0 <= value <= maximum:
         raise ValueError(f"limit must be between 0 and {maximum}")
     return value
+
+
+# --- streamed export (issue 13) -------------------------------------------------------------------------
+
+
+def _export_format(request: Request) -> ExportFormat | Response | None:
+    """``?format=csv|jsonl``: a streamed export; absent or ``json``: the JSON list answer; else 400."""
+    text = request.query_params.get("format")
+    if text is None or text == "json":
+        return None
+    for fmt in FORMATS:
+        if text == fmt:
+            return fmt
+    return _error(400, "BadRequest", "format must be json, csv or jsonl")
+
+
+def _streamed(chunks: AsyncIterator[str], fmt: ExportFormat, name: str) -> StreamingResponse:
+    safe = re.sub(r"[^\w.=+-]", "_", name)
+    extension = "csv" if fmt == "csv" else "jsonl"
+    return StreamingResponse(
+        chunks,
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{safe}.{extension}"'},
+    )
 
 
 async def _receive_file(request: Request, target: Path, limit: int) -> tuple[int, str] | None:
@@ -395,6 +390,20 @@ def create_api(
             return _error(400, "BadRequest", str(exc))
         if await store.get_station(identity) is None:
             return _not_found(identity)
+        export = _export_format(request)
+        if isinstance(export, Response):
+            return export
+        if export is not None:
+            # Streamed export (issue 13): every value in the range, page by page, no ``limit``.
+            chunks = export_meter_values(
+                store,
+                identity,
+                export,
+                measurand=request.query_params.get("measurand"),
+                since=since,
+                until=until,
+            )
+            return _streamed(chunks, export, f"{identity}-meter-values")
         rows = await store.meter_values(
             identity, measurand=request.query_params.get("measurand"), since=since, until=until, limit=limit
         )
@@ -406,10 +415,19 @@ def create_api(
             raw_kind = request.query_params.get("kind")
             kind = None if raw_kind is None else EventKind(raw_kind)
             limit = _limit_param(request)
+            since = _time_param(request, "since")
+            until = _time_param(request, "until")
         except ValueError as exc:
             return _error(400, "BadRequest", str(exc))
         if await store.get_station(identity) is None:
             return _not_found(identity)
+        export = _export_format(request)
+        if isinstance(export, Response):
+            return export
+        if export is not None:
+            # Streamed export, oldest first; since/until select by arrival time (received_at).
+            chunks = export_events(store, identity, export, kind=kind, since=since, until=until)
+            return _streamed(chunks, export, f"{identity}-events")
         return JSONResponse([event_json(e) for e in await store.events(identity, kind=kind, limit=limit)])
 
     async def uploads(request: Request) -> Response:

@@ -31,9 +31,10 @@ from ._api import FileArea, create_api, serve_api
 from ._cluster import Cluster, ClusterConfig, open_cluster
 from ._logging import configure_logging
 from ._monitor import Monitor
+from ._open import open_store
 from ._service import CentralConfig, CentralSystem, NotConnected, StationLink
-from ._sqlite import StoreConfig, open_sqlite_store
-from ._store import Store
+from ._sqlite import StoreConfig
+from ._store import RetentionPolicy, Store
 
 __all__ = ["CentralService", "StoreRegistry", "build_router", "open_central_service", "run_serve"]
 
@@ -189,6 +190,7 @@ async def open_central_service(
     monitor: Monitor | None = None,
     cluster: ClusterConfig | None = None,
     reuse_port: bool = False,
+    retention_interval: float | None = 3600.0,
 ) -> AsyncIterator[CentralService]:
     """Run the Central System on ``store`` for the body of the ``async with``.
 
@@ -199,8 +201,10 @@ async def open_central_service(
     frames, calls and connections for ``/metrics`` and the message log.  ``cluster``: run as one node of a
     cluster (docs/cluster.md): ownership claimed in the store before the 101, operator calls routed to
     the node holding the station, events published on Redis.  ``reuse_port``: bind both ports with
-    ``SO_REUSEPORT`` (workers sharing them).  On exit every connection is closed (1001) and queued store
-    writes are committed.
+    ``SO_REUSEPORT`` (workers sharing them).  ``retention_interval``: seconds between two
+    :meth:`~._store.Store.apply_retention` passes (the first right after start; ``None``: never; the
+    store's :class:`~._store.RetentionPolicy` says what goes).  On exit every connection is closed (1001)
+    and queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
     if cluster is None:
@@ -236,6 +240,8 @@ async def open_central_service(
         node = None if cluster is None else await stack.enter_async_context(open_cluster(store, cluster))
         nursery = await stack.enter_async_context(trio.open_nursery())
         await nursery.start(monitor.run)
+        if retention_interval is not None:
+            nursery.start_soon(_apply_retention, central, retention_interval)
         listeners = [_reuse_port_listener(host, port)] if reuse_port else None
         connect = on_connect
         if node is not None:
@@ -294,6 +300,20 @@ async def open_central_service(
             yield CentralService(central, server, ws_url, api_url)
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def _apply_retention(central: CentralSystem, interval: float) -> None:
+    """Retention, periodically: the store deletes in small batches, interleaved with the stations' writes."""
+    while True:
+        try:
+            report = await central.store.apply_retention(central.clock())
+        except Exception:  # a failed pass is retried next time; the service goes on
+            logger.exception("central: retention pass failed")
+        else:
+            if report.meter_values or report.events:
+                removed = (report.meter_values, report.events)
+                logger.info("central: retention removed %d meter values, %d events", *removed)
+        await trio.sleep(interval)
 
 
 async def _serve_ws(
@@ -373,7 +393,7 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .cli import load_or_create_secret, read_api_token
+    from .cli import beside_db, load_or_create_secret, read_api_token
 
     if args.open_registration and args.auth == "basic":
         print(
@@ -382,10 +402,10 @@ async def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    db = Path(args.db)
-    secret_path = Path(args.secret_file) if args.secret_file else Path(str(db) + ".secret")
+    db = args.db
+    secret_path = Path(args.secret_file) if args.secret_file else beside_db(db, ".secret")
     secret = load_or_create_secret(secret_path)
-    files_dir = Path(args.files_dir) if args.files_dir else Path(str(db) + ".files")
+    files_dir = Path(args.files_dir) if args.files_dir else beside_db(db, ".files")
     files = FileArea(files_dir / "firmware", files_dir / "uploads")
     ssl_context = _ssl_context(args)
     api_token = read_api_token(args)
@@ -412,7 +432,9 @@ async def _serve(args: argparse.Namespace) -> int:
         raise_open_file_limit()  # one file per station: a node takes what the hard limit allows
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_sqlite_store(db, StoreConfig(synchronous=args.synchronous)) as store,
+            open_store(
+                db, retention=_retention(args), sqlite_config=StoreConfig(synchronous=args.synchronous)
+            ) as store,
             open_central_service(
                 store,
                 config,
@@ -440,12 +462,29 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> RetentionPolicy:
+    meter = getattr(args, "retain_meter_days", None)
+    events = getattr(args, "retain_events_days", None)
+    for name, value in (("--retain-meter-days", meter), ("--retain-events-days", events)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name} must be 0 (keep for ever) or more days")
+    return RetentionPolicy(meter_days=meter or None, events_days=events or None)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """``os3p-central serve``: run until SIGINT or SIGTERM, then close every connection (1001), commit what is
     queued, and exit 0."""
     configure_logging(getattr(args, "log_format", "text"))
+    from .cli import store_failure
+
     try:
         return trio.run(_serve, args)
     except (OSError, ValueError) as exc:
         print(f"os3p-central: {exc}", file=sys.stderr)
+        return 2
+    except BaseException as exc:
+        failure = store_failure(exc)
+        if failure is None:
+            raise
+        print(f"os3p-central: {failure}", file=sys.stderr)
         return 2

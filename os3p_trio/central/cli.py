@@ -5,10 +5,17 @@
     os3p-central serve [--host H] [--port P] [--path /OS3P] [--db PATH] [--open-registration]
                        [--boot-status Accepted|Pending|Rejected] [--heartbeat-interval S] [--api-port Q]
                        [--certfile F --keyfile F [--client-ca F]] [--secret-file F] ...
+                       [--retain-meter-days N] [--retain-events-days N]
     os3p-central stations add ID [--password-stdin | --generate-password] [--db PATH]
     os3p-central stations list [--db PATH] [--json]
     os3p-central stations show ID [--db PATH] [--json]
+    os3p-central export meter-values|events [--db DB] [--station ID] [--since T] [--until T]
+                       [--format csv|jsonl] [--measurand M] [--kind K]
     os3p-central call ID Action [PAYLOAD_JSON | @file] [--api URL] [--api-token-file F]
+
+``--db`` is a SQLite file path or a PostgreSQL URL (``postgresql://USER@HOST:PORT/DBNAME``) on every command.
+A database that cannot be opened (wrong URL, unreachable server, missing permissions, a newer release's
+schema, a failed upgrade) is one line on stderr and exit status 2.
 
 ``stations`` work on the database directly (also while the service runs: SQLite WAL lets them, and writes wait
 for the service's write lock), so they also read a database a demo left behind.  ``call`` is the command-line
@@ -39,9 +46,10 @@ import os3p_core
 from os3p_trio import generate_authorization_key
 
 from ._api import state_json, station_json
+from ._export import FORMATS, export_events, export_meter_values, parse_time
+from ._open import is_postgres_url, open_store
 from ._service import CentralConfig, CentralSystem
-from ._sqlite import StoreConfig, open_sqlite_store
-from ._store import BootStatus, StationExists
+from ._store import BootStatus, EventKind, StationExists, StoreUnavailable
 
 __all__ = [
     "API_TOKEN_ENV",
@@ -57,6 +65,11 @@ DEFAULT_DB = "os3p-central.sqlite"
 DEFAULT_PORT = 9220
 DEFAULT_API_PORT = 9221
 SECRET_BYTES = 32
+#: Retention defaults of ``serve`` (days).  Meter values: 400 days, i.e. 13 months, so a month can still be
+#: compared with the same month a year earlier and a yearly bill disputed.  Events: 800 days, two full years
+#: of fault and switching history for maintenance analysis.  0 keeps for ever.
+DEFAULT_RETAIN_METER_DAYS = 400.0
+DEFAULT_RETAIN_EVENTS_DAYS = 800.0
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -101,12 +114,22 @@ def _add_token_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def beside_db(db: str, suffix: str) -> Path:
+    """A file kept beside the database: ``<db><suffix>`` for a SQLite file; for a PostgreSQL URL (no place
+    on disk) ``os3p-central<suffix>`` in the working directory."""
+    return Path(("os3p-central" if is_postgres_url(db) else str(db)) + suffix)
+
+
 def _secret_path(args: argparse.Namespace) -> Path:
-    return Path(args.secret_file) if args.secret_file else Path(str(args.db) + ".secret")
+    return Path(args.secret_file) if args.secret_file else beside_db(args.db, ".secret")
 
 
 def _add_db_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite database file (default {DEFAULT_DB})")
+    parser.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"SQLite database file or postgresql://USER@HOST:PORT/DBNAME URL (default {DEFAULT_DB})",
+    )
     parser.add_argument(
         "--secret-file", default=None, help="server secret of the password hash (default: <db>.secret)"
     )
@@ -196,6 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
         default="FULL",
         help="SQLite synchronous mode (FULL: survives power loss; NORMAL: survives a crash)",
     )
+    serve.add_argument(
+        "--retain-meter-days",
+        type=float,
+        default=DEFAULT_RETAIN_METER_DAYS,
+        help=f"keep meter values this many days, 0: for ever (default {DEFAULT_RETAIN_METER_DAYS:g})",
+    )
+    serve.add_argument(
+        "--retain-events-days",
+        type=float,
+        default=DEFAULT_RETAIN_EVENTS_DAYS,
+        help=f"keep the event log this many days, 0: for ever (default {DEFAULT_RETAIN_EVENTS_DAYS:g})",
+    )
+
+    export = commands.add_parser("export", help="stream meter values or the event log as CSV or JSON Lines")
+    export.add_argument("what", choices=["meter-values", "events"])
+    _add_db_options(export)
+    export.add_argument("--station", default=None, help="one station (default: all)")
+    export.add_argument("--since", default=None, help="from this date-time or POSIX second (inclusive)")
+    export.add_argument("--until", default=None, help="up to this date-time or POSIX second (exclusive)")
+    export.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl")
+    export.add_argument("--measurand", default=None, help="meter values: only this measurand")
+    export.add_argument("--kind", choices=[k.value for k in EventKind], default=None, help="events: one kind")
+
     _add_cluster_options(serve)
 
     serve.add_argument(
@@ -249,10 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _stations(args: argparse.Namespace) -> int:
-    if args.stations_command != "add" and not Path(args.db).exists():
+    if args.stations_command != "add" and not _exists(args.db):
         print(f"os3p-central: no database at {args.db}", file=sys.stderr)
         return 2
-    async with open_sqlite_store(args.db, StoreConfig()) as store:
+    async with open_store(args.db) as store:
         if args.stations_command == "add":
             password = None
             if args.password_stdin:
@@ -333,6 +379,54 @@ def _print_state(view: dict[str, Any]) -> None:
             print(f"  {measurand:<32} {reading['value']:>12} {unit:<5} {reading['timestamp']}{location}")
 
 
+def _exists(db: str) -> bool:
+    return is_postgres_url(db) or Path(db).exists()
+
+
+# --- export -------------------------------------------------------------------------------------------------
+
+
+async def _export(args: argparse.Namespace) -> int:
+    try:
+        since = None if args.since is None else parse_time(args.since, "--since")
+        until = None if args.until is None else parse_time(args.until, "--until")
+    except ValueError as exc:
+        print(f"os3p-central: {exc}", file=sys.stderr)
+        return 2
+    if not _exists(args.db):
+        print(f"os3p-central: no database at {args.db}", file=sys.stderr)
+        return 2
+    async with open_store(args.db) as store:
+        if args.station is not None and await store.get_station(args.station) is None:
+            print(f"os3p-central: no station {args.station!r}", file=sys.stderr)
+            return 2
+        if args.what == "meter-values":
+            chunks = export_meter_values(
+                store, args.station, args.format, measurand=args.measurand, since=since, until=until
+            )
+        else:
+            kind = None if args.kind is None else EventKind(args.kind)
+            chunks = export_events(store, args.station, args.format, kind=kind, since=since, until=until)
+        # Page by page to stdout: memory stays constant however long the history.
+        out = sys.stdout
+        async for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    return 0
+
+
+def store_failure(exc: BaseException) -> StoreUnavailable | None:
+    """The :class:`StoreUnavailable` behind ``exc`` (also inside an exception group), else ``None``."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = store_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
 # --- call ---------------------------------------------------------------------------------------------------
 
 
@@ -389,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(buffer.getvalue())
             sys.stdout.flush()
             return code
+        if args.command == "export":
+            return trio.run(_export, args)
         if args.command == "call":
             return _call(args)
     except BrokenPipeError:
@@ -397,6 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
+    except BaseException as exc:
+        failure = store_failure(exc)
+        if failure is None:
+            raise
+        print(f"os3p-central: {failure}", file=sys.stderr)
+        return 2
     if args.workers != 1:
         return _run_workers(args, list(argv) if argv is not None else sys.argv[1:])
     from ._server import run_serve
