@@ -215,7 +215,10 @@ class OutboxDelivery:
 
     def answered_error(self, code: str, now: float, description: str = "") -> Disposition:
         """The Central System answered CALLERROR ``code`` (the code text as received)."""
-        return self._failed(code, f"{code}: {description}" if description else code, now)
+        # The store keeps the code (what the entry's fate depends on); the log gets the description too.
+        if description:
+            _log.info("station %r: CALLERROR %s: %.200s", self._identity, code, description)
+        return self._failed(code, code, now)
 
     def timed_out(self, now: float) -> Disposition:
         """No answer before the call's deadline."""

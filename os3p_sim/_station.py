@@ -248,6 +248,13 @@ class Station:
             kv.append(("config", self.configuration.snapshot()))
         return Output(change=Change(kv=tuple(kv), log=((now, "BootNotification accepted"),)))
 
+    def acceptance_forgotten(self, now: float) -> Output:
+        """A SecurityError said the Central System does not know this station as accepted (PROTOCOL-DECISIONS
+        §5): the remembered acceptance is gone, durably (the next connection boots whatever happens now)."""
+        self.accepted_boot_fields = None
+        return Output(change=Change(kv=(("boot_accepted", None),),
+                                    log=((now, "SecurityError: acceptance forgotten, booting again"),)))
+
     # -- the clock ---------------------------------------------------------------------------------------
     def step(self, now: float) -> Output:
         """Process everything due up to ``now``, each item at its own instant, in time order."""
