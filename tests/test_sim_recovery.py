@@ -78,8 +78,8 @@ async def test_central_restarted_on_an_empty_database_gets_every_queued_notifica
 class ForgetfulCentral:
     """A minimal independent Central System (the ``websockets`` package, asyncio, in a thread): it accepts
     every BootNotification and answers SecurityError to anything else from a station that has not booted
-    *since the last* :meth:`forget` (a restart that lost its state).  It never sends TriggerMessage: the station must
-    recover by itself."""
+    *since the last* :meth:`forget` (a restart that lost its state).  It never sends TriggerMessage: the
+    station must recover by itself."""
 
     def __init__(self) -> None:
         self.booted: set[str] = set()
