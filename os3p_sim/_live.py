@@ -178,9 +178,10 @@ class LiveStation:
         #: from ``ssl_context`` (the wss:// Central System): a file server may use another CA.
         self.http = http
         self.transfer_ssl_context = transfer_ssl_context
-        #: Outbox retry timing (the station's RetryBackOff keys, os3p_core); real seconds.
-        self.backoff = backoff or RetryBackOff()
+        #: Outbox retry timing override (None: the station's RetryBackOff configuration keys); real seconds.
+        self.backoff = backoff
         self._real = ScaledClock(1.0)
+        self._delivery: OutboxDelivery | None = None
         #: Real seconds a rebooting station stays off (Reset, new firmware).
         self.reboot_pause = reboot_pause
         self.rng = random.Random(f"live/{seed}/{identity}")
@@ -284,6 +285,8 @@ class LiveStation:
             accepted = session.connection.boot_state is BootState.ACCEPTED
             out = station.handle_call(action, unstructure(request), self.clock.now(), accepted=accepted)
             self._apply(out)
+            if action == "ChangeConfiguration" and self._delivery is not None and self.backoff is None:
+                self._delivery.set_backoff(station.retry_backoff)  # RetryBackOff keys apply at once
             if action == "ChangeConfiguration" and self.client is not None:
                 # websocketPingInterval (§J6) and HeartbeatInterval take effect at once.
                 self.client.ping_interval = float(station.configuration.websocket_ping_interval)
@@ -363,7 +366,9 @@ class LiveStation:
         what it hands out and reports the outcome.  Outbox timing is real time (a protocol timer, like the
         call timeout), whatever ``--time-scale`` does to the model's clock."""
         real = self._real
-        delivery = OutboxDelivery(self.store, self.identity, rng=self.rng, backoff=self.backoff)
+        delivery = OutboxDelivery(self.store, self.identity, rng=self.rng,
+                                  backoff=self.backoff or station.retry_backoff)
+        self._delivery = delivery
         while True:
             client = self.client
             if client is None:
