@@ -50,6 +50,36 @@ from ._state import BootState
 
 # --- end section ---
 
+# --- section: station-side policy: boot, reconnect back-off, guaranteed delivery ---
+# isort: split
+from ._backoff import RETRY_BACKOFF_KEYS, RandomSource, RetryBackOff, retry_backoff_from, retry_backoff_keys
+from ._delivery import (
+    RETRY_LATER_CODES,
+    DeadLettered,
+    Delivered,
+    DeliveryEvent,
+    Disposition,
+    OutboxDelivery,
+    OutboxMessage,
+    OutboxStore,
+    RetryScheduled,
+    classify_error,
+)
+from ._station_boot import (
+    AcceptanceForgotten,
+    BootAccepted,
+    BootNotificationDue,
+    CloseDue,
+    ConnectDue,
+    HeartbeatDue,
+    LinkState,
+    StationBoot,
+    StationBootConfig,
+    StationBootEvent,
+)
+
+# --- end section ---
+
 # --- section: typed payloads and converter ---
 # isort: split
 from ._converter import (
@@ -128,6 +158,33 @@ __all__ = [  # noqa: RUF022 - grouped by owner's section, sorted within each
     "ResultReceived",
     "decode",
     "encode",
+    # --- end section ---
+    # --- section: station-side policy: boot, reconnect back-off, guaranteed delivery ---
+    "RETRY_BACKOFF_KEYS",
+    "RETRY_LATER_CODES",
+    "AcceptanceForgotten",
+    "BootAccepted",
+    "BootNotificationDue",
+    "CloseDue",
+    "ConnectDue",
+    "DeadLettered",
+    "Delivered",
+    "DeliveryEvent",
+    "Disposition",
+    "HeartbeatDue",
+    "LinkState",
+    "OutboxDelivery",
+    "OutboxMessage",
+    "OutboxStore",
+    "RandomSource",
+    "RetryBackOff",
+    "RetryScheduled",
+    "StationBoot",
+    "StationBootConfig",
+    "StationBootEvent",
+    "classify_error",
+    "retry_backoff_from",
+    "retry_backoff_keys",
     # --- end section ---
     # --- section: typed payloads and converter ---
     "PayloadConverter",

@@ -110,3 +110,10 @@ class Config:
     #: previously used by the same sender"); the connection checks length and collisions with calls
     #: still queued or in flight.  Default: UUID4 text.
     id_factory: Callable[[], str] = uuid4_id
+
+    #: Central System role: when the connection answers ``SecurityError`` to a station it does not know as
+    #: accepted (no BootNotification on this connection, no remembered acceptance), it also sends the station
+    #: one ``TriggerMessage(BootNotification)`` per connection (PROTOCOL-DECISIONS §5), so that a station
+    #: which
+    #: does not re-boot by itself recovers.  Ignored in the Substation role.
+    trigger_boot_on_security_error: bool = True

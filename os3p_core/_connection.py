@@ -149,6 +149,7 @@ class Connection:
         "_auto_errors",
         "_boot_retry_interval",
         "_boot_state",
+        "_boot_triggered",
         "_closed",
         "_config",
         "_events",
@@ -182,6 +183,7 @@ class Connection:
         "_should_close",
         "_timed_out",
         "_timeout",
+        "_trigger_boot",
         "_triggered",
         "_validate_in",
         "_validate_out",
@@ -228,6 +230,10 @@ class Connection:
         # Trigger credits: action -> messages a TriggerMessage allowed and not yet sent
         # (PROTOCOL-DECISIONS §5: "once per trigger").  At most 8 keys (the Substation's actions).
         self._triggered: dict[Action, int] = {}
+        # PROTOCOL-DECISIONS §5 (Central System): a SecurityError to a station not known as accepted
+        # comes with one TriggerMessage(BootNotification) per connection.
+        self._trigger_boot: Final = self._is_central and cfg.trigger_boot_on_security_error
+        self._boot_triggered = False
 
         # Tables, each bounded by the config (see docs/connection.md for the memory).
         self._in_flight: dict[str, _Outgoing] = {}  # <= max_outstanding_calls
@@ -331,7 +337,7 @@ class Connection:
         if type(msg) is list:
             kind = msg[0]
             if kind == CALL:
-                self._on_call(msg[1], msg[2], msg[3])
+                self._on_call(msg[1], msg[2], msg[3], now)
             elif kind == CALLRESULT:
                 self._on_result(msg[1], msg[2], now)
             else:
@@ -342,7 +348,7 @@ class Connection:
             assert type(msg) is IgnoredFrame
             self._ignore(msg.reason, text)
 
-    def _on_call(self, unique_id: str, name: str, payload: dict[str, Any]) -> None:
+    def _on_call(self, unique_id: str, name: str, payload: dict[str, Any], now: float) -> None:
         incoming = self._incoming
         if unique_id in incoming:
             # §J4.4 case 2 "an existing call with the same unique identifier is being handled
@@ -378,6 +384,8 @@ class Connection:
                     f"{name} before the BootNotification was accepted",
                     {"bootState": self._boot_state.value},
                 )
+                if self._trigger_boot and not self._boot_triggered and self._boot_state is BootState.NEW:
+                    self._trigger_boot_notification(now)
                 return
         elif not SUBSTATION_ANSWERS_CALLS[self._boot_state]:
             # PROTOCOL-DECISIONS §5: a Rejected Substation "does not answer calls".
@@ -400,6 +408,28 @@ class Connection:
         incoming[unique_id] = _Incoming(action, payload)
         self._n_calls_received += 1
         self._events.append(CallReceived(unique_id, action, payload))
+
+    def _trigger_boot_notification(self, now: float) -> None:
+        """PROTOCOL-DECISIONS §5: "When it answers SecurityError to a station it does not remember as
+        accepted, it also sends that station a TriggerMessage for BootNotification (at most once per
+        connection), so that stations which do not re-boot by themselves recover."
+
+        Only in NEW: such a station has sent no BootNotification on this connection, so it believes it is
+        accepted (the Central System lost its state, or the station moved).  A Pending station boots again
+        after ``interval`` by itself; a Rejected one is being closed.  The call is the connection's own: its
+        outcome surfaces as usual (``ResultReceived`` etc. with an id nobody waits for) and is otherwise
+        ignored; the station's answer to it is what matters, a BootNotification.
+        """
+        self._boot_triggered = True
+        try:
+            self._send_call(Call(_TRIGGER, {"requestedMessage": "BootNotification"}), now)
+        except LocalProtocolError as exc:  # the application's queue is full: skip, it is a courtesy
+            _log.debug("%s: could not trigger a BootNotification: %s", self._role.value, exc)
+
+    @property
+    def boot_triggered(self) -> bool:
+        """True once this (Central System) connection sent its TriggerMessage(BootNotification)."""
+        return self._boot_triggered
 
     def _on_result(self, unique_id: str, payload: dict[str, Any], now: float) -> None:
         rec = self._in_flight.pop(unique_id, None)

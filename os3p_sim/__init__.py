@@ -5,6 +5,9 @@ in-memory network with a virtual clock or to a real ``os3p_trio`` client.  Every
 here.
 """
 
+# The delivery policy is the core's (one place); re-exported for callers of the simulator.
+from os3p_core import RETRY_LATER_CODES, Disposition, classify_error
+
 from ._contactors import (
     CONTACTOR_IDS,
     Contactors,
@@ -29,7 +32,6 @@ from ._meters import (
 )
 from ._meters import advance as advance_meters
 from ._meters import sample as sample_meters
-from ._outbox import RETRY_LATER_CODES, Backoff, Disposition, classify_error
 from ._simulation import (
     CentralModel,
     FaultPlan,
@@ -70,7 +72,6 @@ __all__ = [
     "FIRMWARE_MAGIC",
     "RETRY_LATER_CODES",
     "Alarm",
-    "Backoff",
     "CentralModel",
     "Change",
     "ContactorState",

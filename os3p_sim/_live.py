@@ -37,7 +37,17 @@ import attrs
 import httpx
 import trio
 
-from os3p_core import BootState, ErrorCode, LocalProtocolError, ProtocolError, structure_request, unstructure
+from os3p_core import (
+    BootState,
+    DeadLettered,
+    ErrorCode,
+    LocalProtocolError,
+    OutboxDelivery,
+    ProtocolError,
+    RetryBackOff,
+    structure_request,
+    unstructure,
+)
 from os3p_trio import (
     CallErrorReceived,
     CallFailure,
@@ -50,7 +60,6 @@ from os3p_trio import (
 )
 
 from ._http import perform_transfer, transfer_client
-from ._outbox import Backoff, Disposition, classify_error
 from ._station import Output, Station, StationConfig
 from ._store import SQLiteStore, StationStore
 from ._transfers import Download, Reboot, Upload
@@ -153,7 +162,7 @@ class LiveStation:
                  client_config: ClientConfig | None = None, clock: ScaledClock | None = None,
                  stats: FleetStats | None = None, http: httpx.AsyncClient | None = None,
                  transfer_ssl_context: ssl.SSLContext | None = None,
-                 backoff: Backoff | None = None, reboot_pause: float = REBOOT_PAUSE) -> None:
+                 backoff: RetryBackOff | None = None, reboot_pause: float = REBOOT_PAUSE) -> None:
         self.url = url
         self.identity = identity
         self.store = store
@@ -169,7 +178,10 @@ class LiveStation:
         #: from ``ssl_context`` (the wss:// Central System): a file server may use another CA.
         self.http = http
         self.transfer_ssl_context = transfer_ssl_context
-        self.backoff = backoff or Backoff()
+        #: Outbox retry timing override (None: the station's RetryBackOff configuration keys); real seconds.
+        self.backoff = backoff
+        self._real = ScaledClock(1.0)
+        self._delivery: OutboxDelivery | None = None
         #: Real seconds a rebooting station stays off (Reset, new firmware).
         self.reboot_pause = reboot_pause
         self.rng = random.Random(f"live/{seed}/{identity}")
@@ -273,6 +285,8 @@ class LiveStation:
             accepted = session.connection.boot_state is BootState.ACCEPTED
             out = station.handle_call(action, unstructure(request), self.clock.now(), accepted=accepted)
             self._apply(out)
+            if action == "ChangeConfiguration" and self._delivery is not None and self.backoff is None:
+                self._delivery.set_backoff(station.retry_backoff)  # RetryBackOff keys apply at once
             if action == "ChangeConfiguration" and self.client is not None:
                 # websocketPingInterval (§J6) and HeartbeatInterval take effect at once.
                 self.client.ping_interval = float(station.configuration.websocket_ping_interval)
@@ -348,54 +362,50 @@ class LiveStation:
         self.stats.record(action, self.identity, trio.current_time() - started)
 
     async def _outbox_loop(self, station: Station) -> None:
-        failures = 0
-        clock = self.clock
+        """Drive the core's :class:`~os3p_core.OutboxDelivery` (PROTOCOL-DECISIONS §7): this task only sends
+        what it hands out and reports the outcome.  Outbox timing is real time (a protocol timer, like the
+        call timeout), whatever ``--time-scale`` does to the model's clock."""
+        real = self._real
+        delivery = OutboxDelivery(self.store, self.identity, rng=self.rng,
+                                  backoff=self.backoff or station.retry_backoff)
+        self._delivery = delivery
         while True:
             client = self.client
             if client is None:
                 return
             session = await client.wait_accepted()
-            head = self.store.outbox_head(self.identity)
-            if head is None or head.not_before > clock.now():
+            message = delivery.next_message(real.now(), allowed=client.accepted)
+            if message is None:
                 self._outbox_wake = trio.Event()
-                deadline = math.inf if head is None else clock.to_trio(head.not_before)
-                with trio.move_on_at(deadline):
+                deadline = delivery.next_deadline()
+                with trio.move_on_at(math.inf if deadline is None else real.to_trio(deadline)):
                     await self._outbox_wake.wait()
                 continue
             started = trio.current_time()
-            error: str | None = None
             try:
-                await session.call_payload(head.action, head.payload)
+                await session.call_payload(message.action, message.payload)
             except ConnectionClosed:
-                continue  # the same entry goes again on the next connection
+                delivery.interrupted(real.now())  # the same entry goes again on the next connection
             except CallErrorReceived as exc:
-                error = exc.code
+                self.stats.errors += 1
+                delivery.answered_error(exc.code, real.now(), exc.description)
+                if exc.code == ErrorCode.SECURITY_ERROR.value:
+                    # PROTOCOL-DECISIONS §5: the Central System does not know us as accepted.
+                    self._apply(station.acceptance_forgotten(self.clock.now()))
+                    client.security_error()
             except CallTimeout:
-                error = "timeout"
+                self.stats.errors += 1
+                delivery.timed_out(real.now())
             except CallFailure:
-                error = None  # the Central System answered (with an invalid result): delivered (§M6.8)
+                delivery.delivered(real.now())  # answered (with an invalid result): delivered (§M6.8)
             except LocalProtocolError as exc:
-                if exc.code in (ErrorCode.SECURITY_ERROR, ErrorCode.GENERIC_ERROR):
-                    await trio.sleep(1.0)  # not allowed right now, or the queue is full
-                    continue
-                error = f"{exc.code.value}: {exc.description}"[:200]
-                self.store.outbox_dead_letter(self.identity, head.seq, error, clock.now())
-                self.stats.dead_letters += 1
-                continue
-            now = clock.now()
-            if error is None:
-                self.stats.record(head.action, self.identity, trio.current_time() - started)
-                self.store.outbox_ack(self.identity, head.seq)
-                failures = 0
-            elif error == "timeout" or classify_error(error) is Disposition.RETRY:
-                failures += 1
-                self.stats.errors += 1
-                delay = self.backoff.delay(failures, self.rng)
-                self.store.outbox_retry(self.identity, head.seq, now + delay * clock.scale, error)
+                delivery.refused(exc.code.value, exc.description, real.now())
             else:
-                self.stats.errors += 1
-                self.stats.dead_letters += 1
-                self.store.outbox_dead_letter(self.identity, head.seq, error, now)
+                self.stats.record(message.action, self.identity, trio.current_time() - started)
+                delivery.delivered(real.now())
+            while (event := delivery.next_event()) is not None:
+                if isinstance(event, DeadLettered):
+                    self.stats.dead_letters += 1
 
     async def _effect(self, effect: Download | Upload | Reboot) -> None:
         station = self.station

@@ -51,15 +51,17 @@ from os3p_core import (
     CallTimedOut,
     Config,
     Connection,
+    DeadLettered,
     ErrorReceived,
     LocalProtocolError,
+    OutboxDelivery,
     ResultReceived,
+    RetryBackOff,
     Role,
 )
 
 from ._contactors import LocalSwitch
 from ._meters import iso_utc
-from ._outbox import Backoff, Disposition, classify_error
 from ._station import Output, Station, StationConfig, log_text, meter_history_csv, parse_time
 from ._store import SQLiteStore, StationStore
 from ._transfers import Download, Reboot, Upload
@@ -361,8 +363,8 @@ class SimStation:
         self._heartbeat_timer: _Timer | None = None
         self._links = itertools.count(1)
         self._reconnects = 0
-        self._inflight: tuple[str, int] | None = None  # (message id, outbox seq)
-        self._outbox_failures = 0
+        self._inflight: str | None = None  # message id of the outbox entry in flight
+        self._delivery: OutboxDelivery | None = None
         self._boot_id: str | None = None
         #: Every durable notification ever appended, in order (ground truth for the tests).
         self.appended: list[tuple[str, dict[str, Any]]] = []
@@ -379,6 +381,7 @@ class SimStation:
         self.power_epoch += 1
         self.station = Station(self.identity, self.config, seed=self.sim.seed, now=now,
                                stored=self.store.load(self.identity))
+        self._delivery = OutboxDelivery(self.store, self.identity, rng=self.sim.rng, backoff=self.sim.backoff)
         self._apply(self.station.start(now))
         self._arm_station_timer()
         self._later(self.sim.rng.uniform(0.0, 2.0), self._connect, scope="power")
@@ -399,7 +402,7 @@ class SimStation:
             link.close()
         self.link = None
         self.conn = None
-        self._inflight = None
+        self._interrupted()
 
     def _reboot_when_drained(self, deadline: float) -> None:
         """Reboot once the outbox is delivered (bounded): a station about to restart first reports what it
@@ -575,7 +578,8 @@ class SimStation:
             conn.connection_lost()
             self._drain()
         self.conn = None
-        self._inflight = None
+        self._interrupted()
+        self._boot_id = None
         self.conn_epoch += 1  # heartbeats and deadline timers of this connection stop
         if self.station is not None:
             retry = conn.boot_retry_interval if conn is not None and conn.boot_state is BootState.REJECTED \
@@ -624,16 +628,24 @@ class SimStation:
                 if event.unique_id == self._boot_id:
                     self._boot_result(event.payload)
                 self._outbox_done(event.unique_id, None)
+            elif isinstance(event, ErrorReceived | CallTimedOut) and event.unique_id == self._boot_id:
+                # No usable answer to the BootNotification: close, reconnect with the back-off (as the
+                # client).
+                self._boot_id = None
+                if self.link is not None:
+                    self.link.close()
+                return
             elif isinstance(event, ErrorReceived):
+                self._outbox_done(event.unique_id, event.code_text)
                 if event.code.value == "SecurityError" and event.action is not Action.BOOT_NOTIFICATION:
-                    # The Central System does not know us as accepted: boot again (PROTOCOL-DECISIONS §5).
+                    # The Central System does not know us as accepted: forget it, boot again (§5).
+                    if self.station is not None:
+                        self._apply(self.station.acceptance_forgotten(now))
                     self._send_boot()
-                self._outbox_done(event.unique_id, event.code.value)
             elif isinstance(event, CallTimedOut):
                 self._outbox_done(event.unique_id, "timeout")
-            elif (isinstance(event, CallFailed) and self._inflight is not None
-                  and self._inflight[0] == event.unique_id):
-                self._inflight = None  # connection lost: the entry stays at the head, re-sent later
+            elif isinstance(event, CallFailed) and self._inflight == event.unique_id:
+                self._interrupted()  # connection lost: the entry stays at the head, re-sent later
         self._flush()
 
     def _boot_result(self, payload: dict[str, Any]) -> None:
@@ -654,50 +666,55 @@ class SimStation:
         elif payload["status"] == "Pending":
             self._later(float(interval or 60), self._send_boot)
 
-    # -- the outbox (PROTOCOL-DECISIONS §7) ------------------------------------------------------------------
+    # -- the outbox (PROTOCOL-DECISIONS §7): the core's OutboxDelivery decides, this only sends
+    # -----------------
     def _pump(self) -> None:
-        conn = self.conn
-        if conn is None or conn.boot_state is not BootState.ACCEPTED or self._inflight is not None:
-            return
-        head = self.store.outbox_head(self.identity)
-        if head is None:
+        conn, delivery = self.conn, self._delivery
+        if conn is None or delivery is None or self._inflight is not None:
             return
         now = self.sim.loop.now
-        if head.not_before > now:
-            self._later(head.not_before - now, self._pump)
+        # The gate: the connection's boot state, and no BootNotification of ours in flight (§5).
+        allowed = conn.boot_state is BootState.ACCEPTED and self._boot_id is None
+        message = delivery.next_message(now, allowed=allowed)
+        if message is None:
+            deadline = delivery.next_deadline()
+            if allowed and deadline is not None:
+                self._later(max(0.0, deadline - now), self._pump)
             return
         try:
-            uid = conn.send(Call(head.action, head.payload), now)
+            self._inflight = conn.send(Call(message.action, message.payload), now)
         except LocalProtocolError as exc:
-            if exc.code.value in ("SecurityError", "GenericError"):  # not allowed now / queue full: later
-                self._later(5.0, self._pump)
-                return
-            self.store.outbox_dead_letter(self.identity, head.seq, f"{exc.code.value}: {exc}", now)
-            self.dead.append((head.action, head.payload, exc.code.value))
+            delivery.refused(exc.code.value, exc.description, now)
+            self._delivery_events()
             self._pump()
             return
-        self._inflight = (uid, head.seq)
         self._flush()
 
+    def _interrupted(self) -> None:
+        if self._inflight is not None and self._delivery is not None:
+            self._delivery.interrupted(self.sim.loop.now)
+        self._inflight = None
+
     def _outbox_done(self, unique_id: str, error: str | None) -> None:
-        if self._inflight is None or self._inflight[0] != unique_id:
+        delivery = self._delivery
+        if self._inflight is None or self._inflight != unique_id or delivery is None:
             return
-        seq = self._inflight[1]
         self._inflight = None
         now = self.sim.loop.now
         if error is None:
-            self.store.outbox_ack(self.identity, seq)
-            self._outbox_failures = 0
-        elif error == "timeout" or classify_error(error) is Disposition.RETRY:
-            self._outbox_failures += 1
-            delay = self.sim.backoff.delay(self._outbox_failures, self.sim.rng)
-            self.store.outbox_retry(self.identity, seq, now + delay, error)
+            delivery.delivered(now)
+        elif error == "timeout":
+            delivery.timed_out(now)
         else:
-            head = self.store.outbox_head(self.identity)
-            if head is not None and head.seq == seq:
-                self.dead.append((head.action, head.payload, error))
-            self.store.outbox_dead_letter(self.identity, seq, error, now)
+            delivery.answered_error(error, now)
+        self._delivery_events()
         self._pump()
+
+    def _delivery_events(self) -> None:
+        delivery = self._delivery
+        while delivery is not None and (event := delivery.next_event()) is not None:
+            if isinstance(event, DeadLettered):
+                self.dead.append((event.action, dict(event.payload), event.error.split(":")[0]))
 
     # -- operator actions ------------------------------------------------------------------------------
     def set_local_switch(self, position: LocalSwitch) -> None:
@@ -711,14 +728,16 @@ class Simulation:
 
     def __init__(self, *, seed: int, start: float | datetime, profile: LinkProfile | None = None,
                  faults: FaultPlan | None = None, store: StationStore | None = None,
-                 heartbeat_interval: int = 600, backoff: Backoff | None = None, record: bool = True) -> None:
+                 heartbeat_interval: int = 600, backoff: RetryBackOff | None = None,
+                 record: bool = True) -> None:
         t0 = start.timestamp() if isinstance(start, datetime) else float(start)
         self.seed = seed
         self.rng = random.Random(f"network/{seed}")
         self.loop = VirtualLoop(t0)
         self.profile = profile or LinkProfile()
         self.faults = faults or FaultPlan()
-        self.backoff = backoff or Backoff()
+        #: Outbox retry timing (the stations' RetryBackOff keys, os3p_core).
+        self.backoff = backoff or RetryBackOff()
         self.store = store or SQLiteStore(":memory:", synchronous="NORMAL")
         self.central = CentralModel(self, heartbeat_interval=heartbeat_interval)
         self.stations: dict[str, SimStation] = {}

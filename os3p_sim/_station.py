@@ -44,7 +44,14 @@ from typing import Any
 
 import attrs
 
-from os3p_core import ConfigurationStore, ProfileStore
+from os3p_core import (
+    RETRY_BACKOFF_KEYS,
+    ConfigurationStore,
+    ProfileStore,
+    RetryBackOff,
+    retry_backoff_from,
+    retry_backoff_keys,
+)
 
 from ._contactors import CONTACTOR_IDS, Contactors, LocalSwitch, OverrideAction, StreetlightEvent
 from ._faults import FaultConfig, FaultIndicators
@@ -96,6 +103,8 @@ class StationConfig:
     #: mean time (s) before it is turned back to automatic.  Both exponential, from the station's generator.
     local_overrides_per_day: float = 0.0
     mean_local_override: float = 1800.0
+    #: Initial RetryBackOff keys (os3p_core.RetryBackOff defaults: 2 s + up to 10 s, doubling 6 times).
+    retry_backoff: RetryBackOff = attrs.field(factory=RetryBackOff)
 
 
 def boot_fields_for(identity: str, config: StationConfig, firmware_version: str) -> dict[str, str]:
@@ -155,9 +164,12 @@ class Station:
         self.config = config
         self.boot_count = int(stored.get("boot_count", 0)) + 1
         self.rng = random.Random(f"{seed}/{identity}/{self.boot_count}")
+        # The RetryBackOff keys (os3p_core): reconnect and outbox retry timing, Get/ChangeConfiguration-able.
+        keys = retry_backoff_keys(config.retry_backoff)
         self.configuration = (
-            ConfigurationStore.from_snapshot(stored["config"]) if "config" in stored
-            else ConfigurationStore(geolocation=config.geolocation, timezone=config.timezone))
+            ConfigurationStore.from_snapshot(stored["config"], vendor_keys=keys) if "config" in stored
+            else ConfigurationStore(geolocation=config.geolocation, timezone=config.timezone,
+                                    vendor_keys=keys))
         self.profiles = ProfileStore.restore(stored["profiles"]) if "profiles" in stored else ProfileStore()
         self.contactors = (Contactors.from_json(stored["contactors"]) if "contactors" in stored
                            else Contactors())
@@ -193,6 +205,13 @@ class Station:
     @property
     def heartbeat_interval(self) -> int:
         return self.configuration.heartbeat_interval
+
+    @property
+    def retry_backoff(self) -> RetryBackOff:
+        """The back-off in force, from the RetryBackOff configuration keys (os3p_core.RetryBackOff)."""
+        epoch = datetime.fromtimestamp(0, UTC)  # the keys do not depend on the time (only Sunrise/Sunset do)
+        pairs = [(k, v) for k in RETRY_BACKOFF_KEYS if (v := self.configuration.value(k, epoch)) is not None]
+        return retry_backoff_from(pairs, self.config.retry_backoff)
 
     def next_deadline(self) -> float:
         """When :meth:`step` must run next (POSIX seconds)."""
@@ -247,6 +266,13 @@ class Station:
         if self.configuration.set_heartbeat_interval(interval):
             kv.append(("config", self.configuration.snapshot()))
         return Output(change=Change(kv=tuple(kv), log=((now, "BootNotification accepted"),)))
+
+    def acceptance_forgotten(self, now: float) -> Output:
+        """A SecurityError said the Central System does not know this station as accepted (PROTOCOL-DECISIONS
+        §5): the remembered acceptance is gone, durably (the next connection boots whatever happens now)."""
+        self.accepted_boot_fields = None
+        return Output(change=Change(kv=(("boot_accepted", None),),
+                                    log=((now, "SecurityError: acceptance forgotten, booting again"),)))
 
     # -- the clock ---------------------------------------------------------------------------------------
     def step(self, now: float) -> Output:

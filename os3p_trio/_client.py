@@ -231,6 +231,24 @@ class SubstationClient:
         while self.session is not None:
             await self._changed.wait()
 
+    def security_error(self) -> None:
+        """A call other than BootNotification was answered ``SecurityError``: the Central System does not know
+        this station as accepted (PROTOCOL-DECISIONS §5).  Forget the remembered acceptance, send a
+        BootNotification on the current connection at once; :attr:`accepted` is False (so the caller's outbox
+        holds) until it is Accepted.  ``on_boot_accepted`` runs again then."""
+        self.last_accepted_boot = None
+        session = self.session
+        if session is None or not self._accepted:
+            return  # not connected, or a boot is already under way
+        self._accepted = False
+        self._notify()
+        session.start_soon(self._boot_again, session)
+
+    async def _boot_again(self, session: Session) -> None:
+        if await self._boot(session):
+            self._accepted = True
+            self._notify()
+
     async def call(self, request: Any, *, timeout: float | None = None) -> Any:
         """``session.call(request)`` on the current connection; :class:`ConnectionClosed` if none."""
         session = self.session

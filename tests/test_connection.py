@@ -691,7 +691,7 @@ def test_statistics() -> None:
 def test_statistics_counts_every_outcome_and_reports_current_sizes() -> None:
     # Every counter and gauge of statistics(), each moved at least once, compared as a whole: a
     # counter that is not kept (or a key that is misspelt) fails here.
-    conn = central(call_timeout=10.0)
+    conn = central(call_timeout=10.0, trigger_boot_on_security_error=False)  # trigger: test_station_policy
     first = conn.send(Call("Reset", RESET_REQUEST), 0.0)  # in flight
     conn.send(Call("Reset", RESET_REQUEST), 0.0)  # queued behind it
     for text in ("not json", "[9]", json.dumps([3, "nobody", {}])):  # ignored: 3 reasons
@@ -872,9 +872,11 @@ def test_central_refuses_calls_from_a_station_not_accepted() -> None:
     conn = central()
     conn.receive_message(call_text("1", "Heartbeat"), 0.0)
     assert conn.next_event() is None
-    (reply,) = sent(conn)
+    reply, trigger = sent(conn)
     assert reply[:3] == [4, "1", "SecurityError"]
     assert reply[4] == {"bootState": "New"}
+    # PROTOCOL-DECISIONS §5: and, once per connection, TriggerMessage(BootNotification).
+    assert trigger[2:] == ["TriggerMessage", {"requestedMessage": "BootNotification"}]
     conn.receive_message(call_text("2", "BootNotification", BOOT_REQUEST), 0.0)
     assert isinstance(conn.next_event(), CallReceived)
 

@@ -133,7 +133,8 @@ class ConnectionMachine(RuleBasedStateMachine):
             CS: Side(
                 Connection(
                     CS,
-                    Config(id_factory=counter_ids(f"cs{g}-"), max_outstanding_calls=self.max_outstanding),
+                    Config(id_factory=counter_ids(f"cs{g}-"), max_outstanding_calls=self.max_outstanding,
+                           trigger_boot_on_security_error=False),
                     previously_accepted=previously_accepted,
                 )
             ),

@@ -21,9 +21,16 @@ import trustme
 from test_sim_http import FileServer, TLSFiles, serve_files, serve_files_tls
 
 import os3p_sim.cli as cli_module
-from os3p_core import ErrorCode, ProfileStore, ProtocolError, SiteLocation, structure_request, unstructure
+from os3p_core import (
+    ErrorCode,
+    ProfileStore,
+    ProtocolError,
+    RetryBackOff,
+    SiteLocation,
+    structure_request,
+    unstructure,
+)
 from os3p_sim import (
-    Backoff,
     FleetStats,
     LiveStation,
     ScaledClock,
@@ -381,7 +388,7 @@ async def test_outbox_retries_internal_errors_and_dead_letters_the_hopeless(
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             station = LiveStation(url, "SIM-RETRY", store, seed=1, client_config=FAST_CLIENT,
-                                  backoff=Backoff(initial=0.1, maximum=0.5))
+                                  backoff=RetryBackOff(wait_minimum=0, random_range=0.5, repeat_times=0))
             await nursery.start(station.run)
             await app.wait_for(lambda: app.counts[("SIM-RETRY", "BootNotification")] == 1)
             await _call(server, "SIM-RETRY", "OverrideStreetlight", {"contactorId": 3, "action": "On"})

@@ -382,7 +382,7 @@ async def test_message_size_limit_default_is_256_kib() -> None:
             body = '[2,"1","Heartbeat",{"x":"' + "a" * (256 * 1024 - 40) + '"}]'
             assert len(body) <= 256 * 1024
             await ws.send_messages([body])
-            [reply] = await ws.receive_messages()
+            reply = (await ws.receive_messages())[0]  # then TriggerMessage(BootNotification), §5
             assert reply.startswith('[4,"1",')
             await ws.send_messages(['[2,"2","Heartbeat",{"x":"' + "a" * (256 * 1024) + '"}]'])
             with pytest.raises(ConnectionClosed) as info:
@@ -470,6 +470,6 @@ async def test_only_an_authenticated_connection_replaces_the_older_one() -> None
             assert server.sessions["S1"] is live  # ... and neither replaced the live connection
             assert not live.is_closed
             await first.send_messages(['[2,"1","Heartbeat",{}]'])
-            [reply] = await first.receive_messages()
+            reply = (await first.receive_messages())[0]  # then TriggerMessage(BootNotification), §5
             assert reply.startswith('[4,"1","SecurityError"')  # served (not booted yet, §5), not closed
             await first.aclose(timeout=1)
