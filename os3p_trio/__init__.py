@@ -40,7 +40,7 @@ from ._server import (
 )
 from ._session import Handler, Router, Session
 from ._timers import TimerService
-from ._transport import PendingUpgrade, WebSocket, client_handshake, server_handshake
+from ._transport import PendingUpgrade, TransportLimits, WebSocket, client_handshake, server_handshake
 
 __all__ = [
     "MAX_IDENTITY_LENGTH",
@@ -65,6 +65,7 @@ __all__ = [
     "StationRegistry",
     "SubstationClient",
     "TimerService",
+    "TransportLimits",
     "WebSocket",
     "certificate_names",
     "choose_subprotocol",

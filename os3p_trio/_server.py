@@ -26,7 +26,10 @@ Graceful shutdown (cancelling the server) closes every connection with 1001.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import secrets
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -53,6 +56,7 @@ from ._transport import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RECEIVE_CHUNK,
     PendingUpgrade,
+    TransportLimits,
     WebSocket,
     server_handshake,
 )
@@ -64,6 +68,7 @@ __all__ = [
     "StationRecord",
     "StationRegistry",
     "open_central_system",
+    "raise_open_file_limit",
     "serve_central_system",
 ]
 
@@ -113,6 +118,28 @@ class ServerConfig:
     require_client_certificate: bool = False
     #: The core's options for every connection.
     connection: Config = attrs.field(factory=Config)
+    #: Per-connection bounds of the transport (fairness, fragments, control frames, write timeout):
+    #: see :class:`~os3p_trio.TransportLimits` for each default and its reason.
+    transport: TransportLimits = attrs.field(factory=TransportLimits)
+    #: TCP connections accepted and not yet upgraded (TLS and HTTP handshake), at most.  Beyond it a
+    #: new connection is closed at once: 1,100 half-open connections used to exhaust the open-file
+    #: limit, delaying real stations by ~9 s (issue 16).  1,024 handshakes in flight take a few
+    #: seconds of CPU at most (TLS), while a reconnect storm still admits a thousand at a time.
+    max_pending_handshakes: int = attrs.field(default=1024, validator=_positive)
+    #: The same bound per source IP address, so one host cannot take every slot.  64 leaves room
+    #: for a carrier-grade NAT in front of many stations (each handshake lasts milliseconds).
+    max_pending_handshakes_per_address: int = attrs.field(default=64, validator=_positive)
+    #: Connections refused at those bounds (or when ``accept`` finds no free file descriptor) are
+    #: logged as one summary line per this many seconds, never once per connection or as tracebacks.
+    refusal_log_interval: float = attrs.field(default=10.0, validator=_positive)
+    #: Raise the process's open-file soft limit to its hard limit when the server starts (POSIX):
+    #: the soft default (often 1,024) is far below what 100,000 stations need.
+    raise_open_file_limit: bool = True
+    #: With Basic auth, every refusal (unknown identity, wrong key, no key) is answered this many
+    #: seconds after the upgrade request arrived, not sooner: the answer's timing then says nothing
+    #: about whether the identity exists, whatever the registry's lookup costs (an unknown identity
+    #: used to be answered 8-24 µs sooner, issue 16), and password guessing slows down.
+    auth_failure_delay: float = attrs.field(default=0.1, validator=_positive)
 
 
 @attrs.frozen
@@ -179,6 +206,47 @@ class InMemoryRegistry:
 OnConnect = Callable[[Session], Awaitable[Any]]
 OnAdmit = Callable[[str], Awaitable[Any]]
 
+#: accept(2) errors that mean "no resources now", not "this listener is broken".
+_ACCEPT_CAPACITY_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS))
+
+
+def raise_open_file_limit() -> tuple[int, int] | None:
+    """Raise the process's open-file soft limit (``RLIMIT_NOFILE``) to its hard limit.
+
+    Returns the ``(soft, hard)`` limits now in force, or ``None`` where there is no such limit
+    (Windows).  Never raises: a limit that cannot be raised is left as it is.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft, hard
+
+
+class _Refusals:
+    """Counts refused connections and logs one summary line per interval (never a traceback)."""
+
+    __slots__ = ("_counts", "_interval", "_last")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -float("inf")
+        self._counts: dict[str, int] = {}
+
+    def note(self, why: str) -> None:
+        self._counts[why] = self._counts.get(why, 0) + 1
+        now = trio.current_time()
+        if now - self._last >= self._interval:
+            summary = ", ".join(f"{n} {w}" for w, n in sorted(self._counts.items()))
+            logger.warning("os3p server: refused new TCP connections (%s)", summary)
+            self._counts.clear()
+            self._last = now
+
 
 class CentralSystemServer:
     """A running Central System server: its listeners and the live connections by identity.
@@ -210,6 +278,18 @@ class CentralSystemServer:
         #: Called with ``(target, status, reason)`` for every upgrade request answered: 101 accepted, or
         #: the refusal's HTTP status (metrics, security-event log); ``None``: nothing is called.
         self.on_handshake: Callable[[str, int, str], None] | None = None
+        # Handshakes in progress, in total and by source address (bounded, see ServerConfig).
+        self._pending = 0
+        self._pending_by_address: dict[str, int] = {}
+        self._refusals = _Refusals(config.refusal_log_interval)
+        # Compared against when the identity is unknown, so that an unknown identity and a wrong
+        # key take the same work (constant-time admission).
+        self._dummy_hash = secrets.token_bytes(32)
+
+    @property
+    def pending_handshakes(self) -> int:
+        """TCP connections accepted by :meth:`serve` and not yet upgraded or closed."""
+        return self._pending
 
     @property
     def port(self) -> int:
@@ -234,8 +314,11 @@ class CentralSystemServer:
 
     # --- per connection --------------------------------------------------------------------
 
-    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+    async def handle_stream(self, stream: trio.abc.Stream, *, address: str | None = None) -> None:
         """Serve one accepted TCP stream to the end.  Never raises (failures are logged).
+
+        ``address``: the source address under which the caller counted this stream as a pending
+        handshake (the server's own accept loop does); its slot is freed when the handshake ends.
 
         (One function, not a wrapper around another: every coroutine frame on an idle
         connection's stack is kept for the life of the connection.)
@@ -243,8 +326,13 @@ class CentralSystemServer:
         try:
             cfg = self.config
             accepted: tuple[WebSocket, str, StationRecord, Any] | None = None
-            with trio.move_on_after(cfg.handshake_timeout):
-                accepted = await self._handshake(stream)
+            try:
+                with trio.move_on_after(cfg.handshake_timeout):
+                    accepted = await self._handshake(stream)
+            finally:
+                if address is not None:
+                    self._release(address)
+                    address = None
             if accepted is None:
                 await trio.aclose_forcefully(stream)
                 return
@@ -290,6 +378,73 @@ class CentralSystemServer:
             logger.exception("os3p server: connection handling failed")
             await trio.aclose_forcefully(stream)
 
+    def _release(self, address: str) -> None:
+        self._pending -= 1
+        left = self._pending_by_address[address] - 1
+        if left:
+            self._pending_by_address[address] = left
+        else:
+            del self._pending_by_address[address]
+
+    async def serve(
+        self,
+        listener: trio.SocketListener,
+        handler_nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        """Accept connections on ``listener`` until cancelled, each served by :meth:`handle_stream`
+        in ``handler_nursery``.  Unlike ``trio.serve_listeners``: pending handshakes are bounded (in
+        total and per source address) and, at a bound or when no file descriptor is free, the new
+        connection is closed at once and counted in one log line per interval (no tracebacks).
+        """
+        cfg = self.config
+        by_address = self._pending_by_address
+        # One descriptor kept in reserve: when accept() finds none free (EMFILE), giving this one
+        # up lets us accept the waiting connection and close it, instead of leaving it to hang in
+        # the backlog while accept() fails in a loop.
+        spare: int | None = _open_spare()
+        async with listener:
+            task_status.started()
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    self._refusals.note(f"accept failed: {errno.errorcode.get(exc.errno or 0, exc)}")
+                    if spare is not None:
+                        os.close(spare)
+                        spare = None
+                        with trio.move_on_after(0.01):
+                            await trio.aclose_forcefully(await listener.accept())
+                        spare = _open_spare()
+                    if spare is None:
+                        await trio.sleep(0.1)
+                    continue
+                try:
+                    address = str(stream.socket.getpeername()[0])
+                except OSError:  # already reset by the peer
+                    await trio.aclose_forcefully(stream)
+                    continue
+                if self._pending >= cfg.max_pending_handshakes:
+                    self._refusals.note("at max_pending_handshakes")
+                    _refuse(stream)
+                    continue
+                if by_address.get(address, 0) >= cfg.max_pending_handshakes_per_address:
+                    self._refusals.note("at max_pending_handshakes_per_address")
+                    _refuse(stream)
+                    continue
+                self._pending += 1
+                by_address[address] = by_address.get(address, 0) + 1
+                handler_nursery.start_soon(self._handle_accepted, stream, address)
+
+    async def _handle_accepted(self, stream: trio.SocketStream, address: str) -> None:
+        try:
+            await self.handle_stream(stream, address=address)
+        finally:
+            await trio.aclose_forcefully(stream)
+
     def _boot_state_changed(self, session: Session, change: BootStateChanged) -> None:
         if change.new in (BootState.ACCEPTED, BootState.PENDING, BootState.REJECTED):
             accepted = change.new is BootState.ACCEPTED
@@ -314,6 +469,7 @@ class CentralSystemServer:
         if pending is None:
             return None
         admission: Any = None
+        received = trio.current_time()
         try:
             identity, record = await self._admit(pending, peercert)
             if self.on_admit is not None:
@@ -331,13 +487,20 @@ class CentralSystemServer:
             headers: list[tuple[bytes, bytes]] = []
             if exc.status == 401:
                 headers.append((b"WWW-Authenticate", b'Basic realm="OS3P", charset="UTF-8"'))
+                # Every Basic-auth refusal leaves at the same time after the request, whatever
+                # the registry's lookup of a known or unknown identity cost (constant-time
+                # admission, ServerConfig.auth_failure_delay).
+                await trio.sleep_until(received + cfg.auth_failure_delay)
             await pending.reject(exc.status, headers)
             return None
         subprotocol = choose_subprotocol(pending.request.subprotocols, cfg.subprotocols)
         if self.on_handshake is not None:
             self.on_handshake(pending.request.target, 101, subprotocol or "no subprotocol")
         ws = await pending.accept(
-            subprotocol, max_message_size=cfg.max_message_size, receive_chunk=cfg.receive_chunk
+            subprotocol,
+            max_message_size=cfg.max_message_size,
+            receive_chunk=cfg.receive_chunk,
+            limits=cfg.transport,
         )
         return ws, identity, record, admission
 
@@ -354,9 +517,13 @@ class CentralSystemServer:
         if cfg.auth_secret is not None:
             creds = parse_basic_authorization(pending.header(b"authorization"))
             user, key = creds if creds is not None else ("", b"")
+            # An unknown identity (or one without a key) is checked against a dummy hash: the same
+            # HMAC, the same comparison, the same branches as a wrong key for a known station.
+            stored = record.key_hash if record is not None and record.key_hash is not None else None
             ok = verify_authorization_key(
-                cfg.auth_secret, identity, key, record.key_hash if record is not None else None
+                cfg.auth_secret, identity, key, stored if stored is not None else self._dummy_hash
             )
+            ok = ok and stored is not None
             # One answer for every failure (no identity enumeration).
             if not ok or user != identity or record is None:
                 raise HandshakeRejected(401, "authentication failed")
@@ -393,6 +560,10 @@ async def serve_central_system(
     cfg = config if config is not None else ServerConfig()
     reg = registry if registry is not None else InMemoryRegistry(open_registration=True)
     server = CentralSystemServer(router, reg, cfg, ssl_context, on_connect, on_admit)
+    if cfg.raise_open_file_limit:
+        limits = raise_open_file_limit()
+        if limits is not None:
+            logger.debug("os3p server: open-file limit %d (hard %d)", *limits)
     if listeners is None:
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
     server.listeners = listeners
@@ -400,11 +571,8 @@ async def serve_central_system(
         # The timer service lives where the connections live: with an outside handler_nursery the
         # connections outlive this function, and so must their call deadlines and keepalive.
         await (handler_nursery or nursery).start(server.timers.run)
-        await nursery.start(
-            lambda task_status: trio.serve_listeners(
-                server.handle_stream, listeners, handler_nursery=handler_nursery, task_status=task_status
-            )
-        )
+        for listener in listeners:
+            await nursery.start(server.serve, listener, handler_nursery or nursery)
         task_status.started(server)
         await trio.sleep_forever()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -444,3 +612,16 @@ async def open_central_system(
             yield server
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _open_spare() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _refuse(stream: trio.SocketStream) -> None:
+    # Close at once, synchronously: no task, no buffers, the descriptor is free again.  The peer
+    # sees the connection closed before any HTTP, and retries with its backoff.
+    stream.socket.close()

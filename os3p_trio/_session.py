@@ -153,6 +153,7 @@ class Session:
     """
 
     __slots__ = (
+        "_busy",
         "_close_request",
         "_closed",
         "_closed_event",
@@ -160,6 +161,7 @@ class Session:
         "_final_close",
         "_nursery",
         "_ping_sent",
+        "_room",
         "_router",
         "_timer",
         "_timers",
@@ -216,6 +218,10 @@ class Session:
         self._closed = False
         self._closed_event: trio.Event | None = None
         self._final_close: ConnectionClosed | None = None
+        # Async handler tasks running (incoming calls not answered yet), and the Event the reader
+        # waits on while they are at Config.max_incoming_calls (backpressure, PROTOCOL-DECISIONS §4).
+        self._busy = 0
+        self._room: trio.Event | None = None
 
     # --- public ----------------------------------------------------------------------------
 
@@ -314,6 +320,7 @@ class Session:
                 # complete message → the core → events → one batched write.
                 ws = self._ws
                 conn = self._conn
+                room = conn.config.max_incoming_calls
                 while True:
                     try:
                         texts = await ws.receive_messages()
@@ -321,6 +328,13 @@ class Session:
                             self.on_frames(self, "in", texts)
                         now = trio.current_time()
                         for text in texts:
+                            if self._busy >= room:
+                                # PROTOCOL-DECISIONS §4: "A well-formed CALL is never dropped
+                                # silently": with every handler slot taken, stop here (the socket is
+                                # not read meanwhile: backpressure) until one answers.
+                                await ws.flush(conn.messages_to_send)
+                                await self._wait_for_room()
+                                now = trio.current_time()
                             conn.receive_message(text, now)
                             self._dispatch()
                         self._update_timer()
@@ -330,6 +344,14 @@ class Session:
                         break
                     if self._close_request is not None:
                         break
+                if ws.failing and self._busy:
+                    # We fail the connection (the peer broke the protocol or a limit), but the calls
+                    # that arrived before are handled and answered first (bounded by close_timeout).
+                    with trio.move_on_after(self.close_timeout):
+                        while self._busy:
+                            await self._wait_for_room()
+                        with contextlib.suppress(ConnectionClosed):
+                            await ws.flush(conn.messages_to_send)
                 nursery.cancel_scope.cancel()
             if self._close_request is not None:
                 code, reason = self._close_request
@@ -350,6 +372,11 @@ class Session:
                 self._closed = True
                 if self._closed_event is not None:
                     self._closed_event.set()
+
+    async def _wait_for_room(self) -> None:
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
 
     async def _run_on_start(self, on_start: Callable[[Session], Awaitable[Any]]) -> None:
         # A ConnectionClosed: the connection ended under it, not a failure of the application.
@@ -480,12 +507,21 @@ class Session:
         if self._closed or self._ws.closed is not None:
             closed = self._ws.closed
             raise closed if closed is not None else ConnectionClosed(CLOSE_NORMAL, "session closed")
-        unique_id = self._conn.send(call, trio.current_time())
+        now = trio.current_time()
+        unique_id = self._conn.send(call, now)
         waiter = _Waiter()
         self._waiters[unique_id] = waiter
         try:
             self._dispatch()
-            await self._flush()
+            # PROTOCOL-DECISIONS §4: "An operator's or application's call deadline covers the whole
+            # call: waiting for the connection's write, the write itself and the answer."  The
+            # core's deadline (armed now, served by the timer) bounds the answer; this scope bounds
+            # the wait for the write lock and the write.  A write cut short leaves its rest for the
+            # next writer (WebSocket._send_all), so nothing another task queued is lost.
+            self._update_timer()
+            timeout = call.timeout if call.timeout is not None else self._conn.config.call_timeout
+            with trio.move_on_at(now + timeout):
+                await self._flush()
             await waiter.event.wait()
         finally:
             self._waiters.pop(unique_id, None)
@@ -505,6 +541,7 @@ class Session:
         handler, is_async, raw = entry
         if is_async:
             assert self._nursery is not None
+            self._busy += 1
             self._nursery.start_soon(self._run_async_handler, handler, event, raw)
             return
         try:
@@ -517,12 +554,18 @@ class Session:
 
     async def _run_async_handler(self, handler: Handler, event: CallReceived, raw: bool) -> None:
         try:
-            request = event.payload if raw else event.request()
-            response = await cast(Callable[[Session, Any], Awaitable[Any]], handler)(self, request)
-        except Exception as exc:
-            self._answer_failure(event, exc)
-        else:
-            self._answer(event, event.result(response))
+            try:
+                request = event.payload if raw else event.request()
+                response = await cast(Callable[[Session, Any], Awaitable[Any]], handler)(self, request)
+            except Exception as exc:
+                self._answer_failure(event, exc)
+            else:
+                self._answer(event, event.result(response))
+        finally:
+            self._busy -= 1
+            if self._room is not None:
+                self._room.set()
+                self._room = None
         with contextlib.suppress(ConnectionClosed):
             await self._flush()
 

@@ -25,7 +25,9 @@ import contextlib
 import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn
 
+import attrs
 import trio
 from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionState, ConnectionType
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_RECEIVE_CHUNK",
     "PendingUpgrade",
+    "TransportLimits",
     "WebSocket",
     "client_handshake",
     "server_handshake",
@@ -70,7 +73,7 @@ _POSIX = os.name == "posix"
 _TEXT_HEADERS = [bytes([0x81, n]) for n in range(126)]
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
+def _unmask(payload: bytes | bytearray, mask: bytes | bytearray) -> bytes | bytearray:
     """RFC 6455 §5.3: XOR with the 4-byte masking key, done as one big-integer XOR (C speed)."""
     n = len(payload)
     if not n:
@@ -82,10 +85,70 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
 # RFC 6455 §7.4.1 close codes used here.
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
+
+
+def _positive(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+#: RFC 6455 §5.2 opcodes: continuation, text, binary, close, ping, pong.  Everything else is reserved.
+_OPCODES = frozenset((0, 1, 2, 8, 9, 10))
+
+
+@attrs.frozen(kw_only=True)
+class TransportLimits:
+    """Per-connection bounds that keep one hostile peer from taking more than its share (issue 16).
+
+    Frozen; one instance is shared by every connection.  Every limit closes only the connection
+    that breaks it, with the close code named here; none of them affects a conforming station
+    (one call in flight, PROTOCOL-DECISIONS §4; a ping now and then; unfragmented messages).
+    """
+
+    #: Frames parsed per :meth:`WebSocket.receive_messages` call.  A read of 64 KiB can hold
+    #: thousands of small frames; parsing them all before yielding let one flooding station hold
+    #: the event loop for tens of milliseconds per read (issue 16: every other station's Heartbeat
+    #: went from 1.4 ms to 0.5 s).  The rest stays buffered and is parsed on the next call, after a
+    #: checkpoint; the socket is not read meanwhile (backpressure).  32 frames cost well under a
+    #: millisecond; a conforming station never has more than a couple in one read.
+    max_frames_per_read: int = attrs.field(default=32, validator=_positive)
+    #: Control frames (ping, pong) a peer may send in a burst ...
+    control_frame_burst: int = attrs.field(default=32, validator=_positive)
+    #: ... and per second on average after it (a token bucket).  Excess closes the connection with
+    #: 1008 (RFC 6455 §7.4.1 policy violation): each ping costs us a parse and a pong, and a
+    #: station pinging as fast as it could (~600 KB/s) took 98 % of the server's CPU (issue 16).
+    #: A keepalive pings once per ``websocketPingInterval`` (§J6), far below 4 per second.
+    control_frame_rate: float = attrs.field(default=4.0, validator=_positive)
+    #: Frames of one fragmented message.  Empty continuation frames cost nothing in size but grow
+    #: the message's bookkeeping forever (issue 16: +19 MB over 30 s); more → 1008.  OS³P stations
+    #: send unfragmented messages (§J4), so 1,024 is generous.
+    max_fragments: int = attrs.field(default=1024, validator=_positive)
+    #: Seconds from the first byte of a message (or of a frame) to its last.  Bytes that keep
+    #: arriving keep the keepalive quiet, so without this bound a never-finished message lives as
+    #: long as the connection; over it → 1008.  60 s lets a 256 KiB message cross a 4.4 KB/s link.
+    message_timeout: float = attrs.field(default=60.0, validator=_positive)
+    #: While a frame is incomplete and a read brought fewer than ``slow_read_bytes``, wait this long
+    #: before the next read, so the kernel gathers the bytes: a peer trickling one byte per
+    #: millisecond otherwise costs a wake-up per byte (issue 16: 40 such peers took 47 % of a core
+    #: for 17 KB/s).  Throughput is not capped (one read takes everything that has arrived); a
+    #: complete frame is never delayed.
+    slow_read_delay: float = attrs.field(default=0.01, validator=_positive)
+    #: See ``slow_read_delay``: reads smaller than this, while a frame is incomplete, are "slow".
+    slow_read_bytes: int = attrs.field(default=512, validator=_positive)
+    #: Seconds a write may wait without the socket taking a byte.  A peer that does not read would
+    #: otherwise hold the write lock, and every writer behind it (answers, pings, operator calls)
+    #: for as long as TCP keeps the connection (issue 16: an operator call with ``timeout=3`` hung
+    #: 30-87 s).  Over it the connection is dropped (1006).  30 s matches the pong timeout.
+    write_timeout: float = attrs.field(default=30.0, validator=_positive)
+
+
+DEFAULT_LIMITS = TransportLimits()
 
 
 class WebSocket:
@@ -98,20 +161,29 @@ class WebSocket:
 
     __slots__ = (
         "_awaiting_pong",
+        "_backlog",
         "_chunk",
         "_close_code",
         "_close_reason",
         "_deferred",
         "_discard",
+        "_failing",
         "_frag",
+        "_fragments",
+        "_limits",
         "_max_size",
+        "_need",
         "_partial",
         "_partial_size",
         "_pending",
         "_rbuf",
         "_recv",
+        "_rpos",
         "_sock",
+        "_started",
         "_stream",
+        "_tokens",
+        "_tokens_at",
         "_write_lot",
         "_writing",
         "_ws",
@@ -127,6 +199,7 @@ class WebSocket:
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+        limits: TransportLimits = DEFAULT_LIMITS,
     ) -> None:
         self._stream = stream
         self._ws = ws
@@ -147,19 +220,38 @@ class WebSocket:
         self._write_lot: trio.lowlevel.ParkingLot | None = None
         self._max_size = max_message_size
         self._chunk = receive_chunk
+        self._limits = limits
         self._partial: list[str] | None = None
         self._partial_size = 0
-        # Server fast path (receive_messages): bytes of an incomplete frame; wsproto is inside a
-        # fragmented message (every frame goes to it); bytes of an oversized frame still to drop;
-        # a close found after messages that were returned first.
-        self._rbuf = b""
+        # Server fast path (receive_messages): bytes of an incomplete frame (a bytearray while one
+        # is being gathered: appending is linear, re-joining on every read was quadratic), how many
+        # bytes that frame needs, whether complete frames are still buffered (the per-read frame
+        # bound stopped the parse); wsproto is inside a fragmented message (every frame goes to it)
+        # and the frames of it so far; bytes of an oversized frame still to drop; a close found
+        # after messages that were returned first.
+        self._rbuf: bytes | bytearray = b""
+        self._rpos = 0
+        self._need = 0
+        self._backlog = False
         self._frag = False
+        self._fragments = 0
         self._discard = 0
         self._deferred: tuple[int, str] | None = None
-        # Control-frame answers (pongs, the close reply) waiting for the next write.
+        # ``trio.current_time()`` when the message (or frame) now incomplete began; None if none is.
+        self._started: float | None = None
+        # Control-frame token bucket (TransportLimits.control_frame_burst/_rate).
+        self._tokens = float(limits.control_frame_burst)
+        self._tokens_at = 0.0
+        # Control-frame answers (pongs, the close reply) waiting for the next write; also the
+        # unwritten rest of a write that was cancelled (written first by the next writer, so the
+        # byte stream never breaks).
         self._pending = b""
         self._close_code: int | None = None
         self._close_reason = ""
+        # We are failing the connection (the peer broke the protocol or a limit): reading is over,
+        # but answers to the messages received before may still be written; the close frame
+        # (``_close_code``) goes out with :meth:`aclose`.
+        self._failing = False
         self._awaiting_pong = False
         #: The negotiated subprotocol (``None`` only while closing a no-match handshake).
         self.subprotocol = subprotocol
@@ -188,11 +280,23 @@ class WebSocket:
         return self._stream
 
     @property
+    def limits(self) -> TransportLimits:
+        """The per-connection bounds in force."""
+        return self._limits
+
+    @property
     def closed(self) -> ConnectionClosed | None:
         """``None`` while open; otherwise the :class:`ConnectionClosed` describing the close."""
         if self._close_code is None:
             return None
         return ConnectionClosed(self._close_code, self._close_reason)
+
+    @property
+    def failing(self) -> bool:
+        """True once we decided to fail the connection (the peer broke the protocol or a limit):
+        nothing more is read, answers to what was received before may still be written, and
+        :meth:`aclose` sends the close frame with :attr:`closed`'s code."""
+        return self._failing and self._ws.state is ConnectionState.OPEN
 
     def _has_closed(self) -> bool:
         return self._close_code is not None
@@ -202,20 +306,28 @@ class WebSocket:
             self._close_code = code
             self._close_reason = reason
 
+    def _fail(self, code: int, reason: str) -> ConnectionClosed:
+        self._record_close(code, reason)
+        self._failing = True
+        return ConnectionClosed(code, reason)
+
     # --- reading ---------------------------------------------------------------------------
 
     async def receive_messages(self) -> list[str]:
         """Wait for data and return every complete text message it finished (at least one).
 
         Raises :class:`ConnectionClosed` when the peer closes (its code), the TCP connection
-        drops (1006), or a limit is broken (we close with 1009 for a message over the size
-        limit, 1003 for a binary message: OS³P is UTF-8 JSON text, §J4; 1007 for invalid UTF-8;
-        1002 for frames wsproto cannot parse).  Messages that arrived before a bad frame are
-        returned first; the close follows on the next call (nothing lost).
+        drops (1006), or the peer breaks the protocol or a limit: 1002 for an invalid frame
+        header (RFC 6455 §5.1/§5.2, decided from the header alone), 1009 for a message over the
+        size limit, 1003 for a binary message (OS³P is UTF-8 JSON text, §J4), 1007 for invalid
+        UTF-8, 1008 for a broken :class:`TransportLimits` bound.  In those cases the close frame
+        is sent by :meth:`aclose` (see :attr:`failing`), so answers to earlier messages can still
+        be written first.  Messages that arrived before a bad frame are returned first; the close
+        follows on the next call (nothing lost).  At most ``limits.max_frames_per_read`` frames
+        are parsed per call: the rest waits in the buffer for the next call (which yields first).
         """
         if self._deferred is not None:
-            await self._local_close(*self._deferred)
-            raise ConnectionClosed(*self._deferred)
+            raise self._fail(*self._deferred)
         if self._close_code is not None:
             raise ConnectionClosed(self._close_code, self._close_reason)
         if self._ws.client:
@@ -227,57 +339,109 @@ class WebSocket:
         # station sends, §J4) is unmasked and decoded right here: wsproto's generic path (a
         # generator, a Frame object, an incremental UTF-8 decoder and an event per message) cost
         # about a quarter of the server's CPU per Heartbeat (benchmarks/RESULTS.md, "End-to-end").
-        # Every other frame (control frames, fragments, anything malformed) goes to wsproto
-        # *whole*, so wsproto never holds a partial frame and the two parsers stay in step; an
-        # invalid header goes to wsproto at once (it refuses it from the header alone).
+        # Every other frame (control frames, fragments) goes to wsproto *whole*, so wsproto never
+        # holds a partial frame and the two parsers stay in step.  Every header is validated here
+        # first, before any size decision (RFC 6455 §5.1: "The server MUST close the connection
+        # upon receiving a frame that is not masked"; §5.2: RSV bits, opcodes, control frames):
+        # an invalid header fails the connection at once with 1002, whatever length it announces.
         ws = self._ws
+        limits = self._limits
         max_size = self._max_size
+        max_frames = limits.max_frames_per_read
         while True:
-            data = await self._read_chunk()
-            if self._discard:
-                # Read and drop the rest of an oversized frame before closing with 1009: closing a
-                # socket with unread data resets the connection, and a peer still writing would
-                # see 1006 instead of our close frame.  Bounded (2 * max_message_size).
-                if len(data) < self._discard:
-                    self._discard -= len(data)
-                    continue
-                self._discard = 0
-                await self._local_close(CLOSE_TOO_BIG, "message too big")
-                raise ConnectionClosed(CLOSE_TOO_BIG, "message too big")
-            buf = self._rbuf + data if self._rbuf else bytes(data)
+            if self._backlog:
+                # Complete frames left over from the last call (the per-read bound): let the other
+                # connections run first, then parse them without reading.
+                self._backlog = False
+                await trio.lowlevel.checkpoint()
+                buf: bytes | bytearray = self._rbuf
+                pos = self._rpos
+                self._rbuf = b""
+                self._rpos = 0
+                now = trio.current_time()
+            else:
+                data = await self._read_chunk()
+                now = self.last_receive
+                if self._discard:
+                    # Read and drop the rest of an oversized frame before closing with 1009: closing
+                    # a socket with unread data resets the connection, and a peer still writing
+                    # would see 1006 instead of our close frame.  Bounded (2 * max_message_size).
+                    if len(data) < self._discard:
+                        self._discard -= len(data)
+                        continue
+                    self._discard = 0
+                    await self._local_close(CLOSE_TOO_BIG, "message too big")
+                    raise ConnectionClosed(CLOSE_TOO_BIG, "message too big")
+                rbuf = self._rbuf
+                if rbuf:
+                    if type(rbuf) is bytes:
+                        rbuf = self._rbuf = bytearray(rbuf)
+                    rbuf += data
+                    if len(rbuf) < self._need:
+                        # Still incomplete: nothing to parse (linear in the bytes received).
+                        if await self._slow_frame(now, len(data)):
+                            await trio.sleep(limits.slow_read_delay)
+                        continue
+                    buf = bytes(rbuf)
+                    self._rbuf = b""
+                else:
+                    buf = data
+                pos = 0
             size = len(buf)
-            pos = 0
+            frames = 0
             out: list[str] = []
             closing: tuple[int, str] | None = None
+            need = 0
             while size - pos >= 2:
+                if frames >= max_frames:
+                    self._backlog = True
+                    break
                 b0 = buf[pos]
                 b1 = buf[pos + 1]
-                n = b1 & 0x7F
-                hdr = pos + 2
-                if n == 126:
-                    if size - pos < 4:
+                if b0 == 0x81 and b1 & 0x80 and not self._frag:
+                    # FIN, no RSV bits, text, masked (RFC 6455 §5.2): the fast path.
+                    n = b1 & 0x7F
+                    hdr = pos + 2
+                else:
+                    closing = self._check_header(b0, b1)
+                    if closing is not None:
                         break
-                    n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                    hdr = pos + 4
-                elif n == 127:
-                    if size - pos < 10:
-                        break
-                    n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                    hdr = pos + 10
-                end = hdr + (4 if b1 & 0x80 else 0) + n
+                    n = b1 & 0x7F
+                    hdr = pos + 2
+                if n >= 126:
+                    if n == 126:
+                        if size - pos < 4:
+                            need = 4
+                            break
+                        n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                        hdr = pos + 4
+                        if n < 126:
+                            closing = (CLOSE_PROTOCOL_ERROR, "non-minimal 16-bit length")  # §5.2
+                            break
+                    else:
+                        if size - pos < 10:
+                            need = 10
+                            break
+                        n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                        hdr = pos + 10
+                        if n < 65536 or n >> 63:
+                            closing = (CLOSE_PROTOCOL_ERROR, "invalid 64-bit length")  # §5.2
+                            break
                 if n > max_size:
-                    # PROTOCOL-DECISIONS §1: over the limit → 1009, decided from the header.
-                    left = end - size
+                    # PROTOCOL-DECISIONS §1: over the limit → 1009, decided from the (valid) header.
+                    left = hdr + 4 + n - size
                     if 0 < left <= 2 * max_size:
                         self._discard = left
                         pos = size
                     else:
                         closing = (CLOSE_TOO_BIG, "message too big")
                     break
-                if b0 == 0x81 and b1 & 0x80 and not self._frag and self._partial is None:
-                    # FIN, no RSV bits, text, masked (RFC 6455 §5.2).
-                    if end > size:
-                        break
+                end = hdr + 4 + n
+                if end > size:
+                    need = end - pos
+                    break  # wait for the whole frame
+                frames += 1
+                if b0 == 0x81 and self._partial is None and not self._frag:
                     try:
                         out.append(_unmask(buf[hdr + 4 : end], buf[hdr : hdr + 4]).decode("utf-8"))
                     except UnicodeDecodeError:
@@ -285,28 +449,86 @@ class WebSocket:
                         break
                     pos = end
                     continue
-                opcode = b0 & 0x0F
-                valid = (
-                    b1 & 0x80  # RFC 6455 §5.1: a client masks every frame
-                    and not b0 & 0x70  # no extension negotiated: RSV bits are 0
-                    and (opcode in (0, 1, 2) or (opcode in (8, 9, 10) and b0 & 0x80 and n <= 125))
-                )
-                if end > size:
-                    if valid:
-                        break  # wait for the whole frame
-                    end = size
-                chunk = buf[pos:end]
+                if b0 & 0x08:
+                    if (b0 & 0x0F) != 8 and not self._control_frame_allowed(now):
+                        closing = (CLOSE_POLICY_VIOLATION, "too many control frames")
+                        break
+                elif self._frag or not b0 & 0x80:
+                    # A fragment (RFC 6455 §5.4): bound the frames of one message.
+                    self._fragments += 1
+                    if self._fragments > limits.max_fragments:
+                        closing = (CLOSE_POLICY_VIOLATION, "too many fragments in one message")
+                        break
+                ws.receive_data(bytes(buf[pos:end]))
                 pos = end
-                ws.receive_data(chunk)
                 closing = self._wsproto_events(out)
                 if closing is not None or self._has_closed():
                     break
-            if not self._discard:
-                self._rbuf = buf[pos:] if pos < size else b""
+            if self._backlog and closing is None:
+                self._rbuf = buf  # no copy: the next call goes on at _rpos
+                self._rpos = pos
+            elif closing is None and not self._discard and pos < size:
+                self._rbuf = buf[pos:]
+                self._need = need
             else:
                 self._rbuf = b""
+                self._need = 0
+            if self._backlog:
+                pass  # complete frames wait for the next call: not a slow message
+            elif closing is None and (self._rbuf or self._partial is not None or self._frag):
+                # A message (or a frame) is incomplete: it must complete within message_timeout.
+                if self._started is None:
+                    self._started = now
+                elif now - self._started > limits.message_timeout:
+                    closing = (CLOSE_POLICY_VIOLATION, "message not completed in time")
+            else:
+                self._started = None
             if await self._end_of_batch(out, closing):
                 return out
+
+    async def _slow_frame(self, now: float, got: int) -> bool:
+        """A frame is still incomplete after a read of ``got`` bytes: enforce the message
+        deadline (raises), and say whether the read was slow enough to wait before the next."""
+        if self._started is None:
+            self._started = now
+        elif now - self._started > self._limits.message_timeout:
+            await self._end_of_batch([], (CLOSE_POLICY_VIOLATION, "message not completed in time"))
+        return got < self._limits.slow_read_bytes
+
+    def _check_header(self, b0: int, b1: int) -> tuple[int, str] | None:
+        """RFC 6455 §5.1/§5.2 checks of a client frame's first two bytes (any frame but the fast
+        path's): the close to make, or ``None`` for a valid header."""
+        if not b1 & 0x80:
+            return (CLOSE_PROTOCOL_ERROR, "unmasked client frame")  # §5.1 MUST
+        if b0 & 0x70:
+            return (CLOSE_PROTOCOL_ERROR, "reserved bit set")  # no extension negotiated
+        opcode = b0 & 0x0F
+        if opcode not in _OPCODES:
+            return (CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
+        if opcode >= 8:
+            if not b0 & 0x80:
+                return (CLOSE_PROTOCOL_ERROR, "fragmented control frame")  # §5.5
+            if b1 & 0x7F > 125:
+                return (CLOSE_PROTOCOL_ERROR, "control frame longer than 125 bytes")  # §5.5
+        elif opcode == 0:
+            if not self._frag:
+                return (CLOSE_PROTOCOL_ERROR, "continuation frame outside a message")  # §5.4
+        elif self._frag:
+            return (CLOSE_PROTOCOL_ERROR, "new message inside a fragmented message")  # §5.4
+        return None
+
+    def _control_frame_allowed(self, now: float) -> bool:
+        # Token bucket: control_frame_burst tokens, refilled at control_frame_rate per second.
+        limits = self._limits
+        tokens = self._tokens + (now - self._tokens_at) * limits.control_frame_rate
+        self._tokens_at = now
+        if tokens > limits.control_frame_burst:
+            tokens = float(limits.control_frame_burst)
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
     async def _end_of_batch(self, out: list[str], closing: tuple[int, str] | None) -> bool:
         """After one read: True when ``out`` is to be returned now.  Messages that arrived before
@@ -316,8 +538,7 @@ class WebSocket:
             if out:
                 self._deferred = closing
                 return True
-            await self._local_close(*closing)
-            raise ConnectionClosed(*closing)
+            raise self._fail(*closing)
         if self._pending:
             await self._write(b"")
         if self._has_closed() and not out:
@@ -333,6 +554,8 @@ class WebSocket:
             if kind is TextMessage:
                 assert isinstance(event, TextMessage)
                 self._frag = not event.message_finished
+                if not self._frag:
+                    self._fragments = 0
                 text = event.data
                 if event.message_finished and self._partial is None:
                     # A whole message in one event.  Characters <= UTF-8 bytes <= 4 * characters,
@@ -403,7 +626,8 @@ class WebSocket:
             return (CLOSE_TOO_BIG, "message too big")
         if self._partial is None:
             self._partial = []
-        self._partial.append(text)
+        if text:
+            self._partial.append(text)
         self._partial_size = size
         if finished:
             out.append("".join(self._partial))
@@ -449,29 +673,54 @@ class WebSocket:
             self._unlock()
 
     async def _send_all(self, data: bytes) -> None:
+        # Two guarantees (PROTOCOL-DECISIONS §4, issue 16): a write that stalls for
+        # ``limits.write_timeout`` (the peer does not read) drops the connection instead of
+        # holding the write lock, and a writer cancelled mid-write (its caller's deadline) leaves
+        # the unwritten rest in ``_pending``, written first by the next writer, so the byte
+        # stream never breaks and no other task's message is lost with it.
         sock = self._sock
-        if sock is None:
-            await self._stream.send_all(data)
+        timeout = self._limits.write_timeout
+        if sock is None or not _POSIX:
+            # TLS (or Windows): the stream cannot give back a partial write; a cancelled
+            # SSLStream.send_all breaks the stream, and trio then refuses further use of it.
+            with trio.move_on_after(timeout) as scope:
+                if sock is None:
+                    await self._stream.send_all(data)
+                else:
+                    view = memoryview(data)
+                    total = 0
+                    while total < len(view):
+                        total += await sock.send(view[total:])
+            if scope.cancelled_caught:
+                self._write_timed_out()
             return
-        if _POSIX:
-            # Write at once and wait only when the socket buffer is full.  trio's socket.send adds
-            # a schedule point to every send (a task switch per reply); the reader loop yields in
-            # every read anyway, so no task can starve another through this path.
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("socket was already closed")
-            view = memoryview(data)
-            total = 0
-            while total < len(view):
-                try:
-                    total += os.write(fd, view[total:])
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(fd)
-            return
+        # Write at once and wait only when the socket buffer is full.  trio's socket.send adds
+        # a schedule point to every send (a task switch per reply); the reader loop yields in
+        # every read anyway, so no task can starve another through this path.
+        fd = sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("socket was already closed")
         view = memoryview(data)
         total = 0
         while total < len(view):
-            total += await sock.send(view[total:])
+            try:
+                total += os.write(fd, view[total:])
+            except BlockingIOError:
+                try:
+                    with trio.move_on_after(timeout) as scope:
+                        await trio.lowlevel.wait_writable(fd)
+                except BaseException:
+                    self._pending = bytes(view[total:]) + self._pending
+                    raise
+                if scope.cancelled_caught:
+                    self._write_timed_out()
+
+    def _write_timed_out(self) -> NoReturn:
+        self._record_close(CLOSE_ABNORMAL, "write timeout: the peer does not read")
+        self._pending = b""
+        if self._sock is not None:
+            self._sock.close()  # wakes the reader (ClosedResourceError → 1006)
+        raise ConnectionClosed(CLOSE_ABNORMAL, "write timeout: the peer does not read")
 
     def _encode(self, texts: Sequence[str]) -> bytes:
         if self._ws.client:
@@ -499,9 +748,13 @@ class WebSocket:
         """Send text messages in order with one write."""
         if not texts:
             return
-        if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
+        if not self._can_write():
             raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
         await self._write(self._encode(texts))
+
+    def _can_write(self) -> bool:
+        # Open, or being failed by us with the close frame not sent yet (answers go first).
+        return (self._close_code is None or self._failing) and self._ws.state is ConnectionState.OPEN
 
     async def flush(self, produce: Callable[[], list[str]]) -> None:
         """Send what ``produce()`` returns, calling it only while holding the write lock.
@@ -515,7 +768,7 @@ class WebSocket:
             texts = produce()
             if not texts and not self._pending:
                 return
-            if self._close_code is not None or self._ws.state is not ConnectionState.OPEN:
+            if not self._can_write():
                 raise ConnectionClosed(self._close_code or CLOSE_ABNORMAL, self._close_reason)
             data = self._pending + self._encode(texts)
             self._pending = b""
@@ -542,6 +795,10 @@ class WebSocket:
 
     async def _local_close(self, code: int, reason: str) -> None:
         self._record_close(code, reason)
+        if self._failing:
+            # We are failing the connection: the close frame carries that code, whatever the
+            # caller of aclose() passed.
+            code, reason = self._close_code or code, self._close_reason
         if self._ws.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             self._pending += self._ws.send(CloseConnection(code=code, reason=reason))
         with contextlib.suppress(ConnectionClosed):
@@ -630,6 +887,7 @@ class PendingUpgrade:
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+        limits: TransportLimits = DEFAULT_LIMITS,
     ) -> WebSocket:
         """Send ``101 Switching Protocols`` (with ``subprotocol`` if not ``None``).
 
@@ -640,7 +898,12 @@ class PendingUpgrade:
         conn = self._handshake.connection
         assert conn is not None
         ws = WebSocket(
-            self._stream, conn, subprotocol, max_message_size=max_message_size, receive_chunk=receive_chunk
+            self._stream,
+            conn,
+            subprotocol,
+            max_message_size=max_message_size,
+            receive_chunk=receive_chunk,
+            limits=limits,
         )
         try:
             await self._stream.send_all(data)
@@ -712,6 +975,7 @@ async def client_handshake(
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_chunk: int = DEFAULT_RECEIVE_CHUNK,
+    limits: TransportLimits = DEFAULT_LIMITS,
 ) -> WebSocket:
     """Send the upgrade request and wait for the answer; the caller bounds the time.
 
@@ -748,6 +1012,7 @@ async def client_handshake(
                         event.subprotocol,
                         max_message_size=max_message_size,
                         receive_chunk=receive_chunk,
+                        limits=limits,
                     )
                     if event.subprotocol is None:
                         await ws.aclose(CLOSE_NORMAL, "no subprotocol", timeout=1.0)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Ping, TextMessage
 
-from os3p_trio import ConnectionClosed, WebSocket
+from os3p_trio import ConnectionClosed, TransportLimits, WebSocket
 
 MAX = 4096  # a small size limit, so that the "too big" cases stay cheap
 
@@ -85,6 +85,10 @@ def _reference(data: bytes) -> tuple[list[str], int]:
     return messages, 1006  # the stream ends without a close frame
 
 
+#: The defaults but for the pause after a slow read (real time; these reads are not slow).
+_LIMITS = TransportLimits(slow_read_delay=1e-6)
+
+
 class _Reads(trio.abc.Stream):
     """The receiving end of a byte stream, in reads of the given sizes; writes are dropped."""
 
@@ -112,7 +116,13 @@ class _Reads(trio.abc.Stream):
 
 
 async def _through_transport(data: bytes, sizes: list[int]) -> tuple[list[str], int]:
-    ws = WebSocket(_Reads(data, sizes), Connection(ConnectionType.SERVER), "OS3P1.0", max_message_size=MAX)
+    ws = WebSocket(
+        _Reads(data, sizes),
+        Connection(ConnectionType.SERVER),
+        "OS3P1.0",
+        max_message_size=MAX,
+        limits=_LIMITS,
+    )
     messages: list[str] = []
     with trio.fail_after(10):
         while True:
