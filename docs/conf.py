@@ -63,7 +63,7 @@ autodoc_default_options = {
 }
 autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False  # True shows attrs defaults as attr_dict[...] text
 autoclass_content = "both"  # a class's docstring and its __init__'s
 autodoc_inherit_docstrings = True
 python_use_unqualified_type_names = True
@@ -117,6 +117,8 @@ nitpick_ignore_regex = [
     ("py:data", r"MAX_VALUE_LENGTH|MAX_PROFILES_PER_CONTACTOR"),
     ("py:attr", r"results"),
     ("py:attr", r"type"),
+    # Sphinx splits a default value's repr that contains ``Callable[[...]]`` into a bogus reference.
+    ("py:class", r"collections\.abc\.Callable\[\[.*"),
 ]
 suppress_warnings = ["ref.python"]  # 'more than one target for "type"': two payload classes have a ``type`` field
 
