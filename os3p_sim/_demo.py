@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import math
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -130,12 +131,15 @@ async def run_demo(
     out: TextIO | Literal["stdout"] | None = "stdout",
     firmware_version: str = "2.0.0",
     lead_seconds: float = 6.0,
+    keep_open: bool = False,
 ) -> DemoSummary:
     """Run the demo for ``duration`` real seconds (after the fleet booted) and return its summary.
 
     ``lead_seconds``: real seconds between the start and today's sunset on the stations' clock.  ``out``
     receives the status lines and the summary (``"stdout"``: whatever ``sys.stdout`` is when the demo starts;
-    ``None``: silent).
+    ``None``: silent).  ``keep_open``: after the run, keep the Central System, its web console and the
+    fleet running until SIGINT/SIGTERM (Ctrl-C), then print the summary (``os3p-sim demo`` without
+    ``--headless``).
     """
     if isinstance(out, str):
         out = sys.stdout
@@ -178,6 +182,7 @@ async def run_demo(
         trio.open_nursery() as nursery,
     ):
         say(f"Central System  {service.ws_url}  (operator API {service.api_url}, database {db})")
+        say(f"operator console  {service.api_url}/")
         sunset_local = dt.datetime.fromtimestamp(sunset, ZoneInfo(ZONE))
         say(
             f"starting {stations} simulated substations; their clocks run {time_scale:g}x, from "
@@ -269,6 +274,11 @@ async def run_demo(
         while trio.current_time() < deadline:
             await trio.sleep(min(1.0, max(0.0, deadline - trio.current_time())))
             say(line(await summary(), time.monotonic() - started))
+        if keep_open:
+            say(f"the demo keeps running: open the console at {service.api_url}/  (Ctrl-C to stop)")
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
         final = await summary()
         nursery.cancel_scope.cancel()
 
@@ -316,6 +326,11 @@ def build_parser(prog: str = "os3p-sim demo") -> argparse.ArgumentParser:
         help="SQLite file to keep or postgresql://USER@HOST:PORT/DBNAME (default: a new temporary file)",
     )
     parser.add_argument("--json", default=None, help="write the summary as JSON to this file")
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        help="end after --duration (CI); by default the console stays up until Ctrl-C",
+    )
     return parser
 
 
@@ -329,6 +344,7 @@ def main(argv: list[str] | None = None, *, prog: str = "os3p-sim demo") -> int:
                 duration=args.duration,
                 time_scale=args.time_scale,
                 db=args.db or None,
+                keep_open=not args.headless,
             )
         )
     except KeyboardInterrupt:

@@ -73,10 +73,12 @@ def test_demo_command_line_is_wired_to_run_demo(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(demo_module, "run_demo", fake_run_demo)
     out = tmp_path / "demo.json"
     db = str(tmp_path / "d.db")
-    args = ["demo", "--stations", "3", "--duration", "5", "--time-scale", "60", "--db", db]
+    args = ["demo", "--stations", "3", "--duration", "5", "--time-scale", "60", "--db", db, "--headless"]
     args += ["--json", str(out)]
     assert sim_main(args) == 0
-    assert seen == [{"stations": 3, "duration": 5.0, "time_scale": 60.0, "db": tmp_path / "d.db"}]
+    assert seen == [
+        {"stations": 3, "duration": 5.0, "time_scale": 60.0, "db": tmp_path / "d.db", "keep_open": False}
+    ]
     assert json.loads(out.read_text())["firmwareUpdated"] == 3
     updated[0] = 2
     assert sim_main(args) == 1
