@@ -115,7 +115,8 @@ CREATE TABLE meter_extras (
     profile_id integer NOT NULL,
     ts         timestamptz NOT NULL,
     position   smallint NOT NULL,
-    value      text NOT NULL,
+    -- UTF-8 bytes, not text: PostgreSQL text cannot hold NUL, and a station may send one (kept verbatim).
+    value      bytea NOT NULL,
     PRIMARY KEY (station_id, ts, profile_id, position)
 ) PARTITION BY RANGE (ts);
 CREATE TABLE meter_latest (
@@ -533,7 +534,7 @@ class PostgresStore:
             extras: list[tuple[int, str]] = []
             if any(d.scale < 0 for d in profile):
                 extras = [
-                    (int(p), v)
+                    (int(p), bytes(v).decode())
                     for p, v in conn.execute(
                         "SELECT position, value FROM meter_extras WHERE station_id = %s AND ts = %s "
                         "AND profile_id = %s",
@@ -740,7 +741,7 @@ class PostgresStore:
                         cur.executemany(
                             "INSERT INTO meter_extras (station_id, profile_id, ts, position, value) "
                             "VALUES (%s,%s,%s,%s,%s)",
-                            [(station, profile, ts, p, v) for p, v in encoded.extras],
+                            [(station, profile, ts, p, v.encode()) for p, v in encoded.extras],
                         )
                 conn.execute(
                     "INSERT INTO meter_latest AS l (station_id, profile_id, ts, received_at, packed, extras) "
