@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None, *, prog: str = "os3p-sim demo") -> int:
                 stations=args.stations,
                 duration=args.duration,
                 time_scale=args.time_scale,
-                db=args.db or None,
+                db=None if not args.db else args.db if is_postgres_url(args.db) else Path(args.db),
                 keep_open=not args.headless,
             )
         )

@@ -46,9 +46,11 @@ async def _fill(db: str | Path, stations: int = 2, samples: int = 5) -> None:
             for k in range(samples):
                 await store.record_meter_values(identity, meter(k), T0 + k)
             await store.record_event(
-                identity, _kind("StreetlightStatusNotification"),
-                {"contactorId": 1, "status": "On", "timestamp": "2026-06-01T20:00:00Z"}, T0 + 100,
-            )  # fmt: skip
+                identity,
+                _kind("StreetlightStatusNotification"),
+                {"contactorId": 1, "status": "On", "timestamp": "2026-06-01T20:00:00Z"},
+                T0 + 100,
+            )
 
 
 def _kind(name: str) -> Any:
@@ -77,8 +79,13 @@ def test_cli_exports_meter_values_as_csv_and_jsonl(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     # All stations, oldest first (by time, then station), 3 seconds of samples.
     assert [(x["station"], x["value"]) for x in lines] == [
-        ("S0", "0"), ("S1", "0"), ("S0", "1"), ("S1", "1"), ("S0", "2"), ("S1", "2"),
-    ]  # fmt: skip
+        ("S0", "0"),
+        ("S1", "0"),
+        ("S0", "1"),
+        ("S1", "1"),
+        ("S0", "2"),
+        ("S1", "2"),
+    ]
     assert lines[0]["numeric"] == 0.0
     assert lines[0]["location"] == "Outlet"
 
@@ -129,11 +136,24 @@ def test_pg_unreachable_and_no_permissions_are_one_line_in_a_subprocess(
     database = pg_url.rsplit("/", 1)[1]
     role = "export_reader"
     subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(pg_server.port), "-U", "postgres", "-d", database,
-         "-v", "ON_ERROR_STOP=1", "-qc",
-         f"CREATE ROLE {role} LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(pg_server.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            f"CREATE ROLE {role} LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        ],
+        check=True,
+        capture_output=True,
+    )
     cases = [
         "postgresql://postgres@127.0.0.1:1/nothing",  # nothing listens on port 1
         f"postgresql://{role}@127.0.0.1:{pg_server.port}/{database}",  # may not create the schema
@@ -142,9 +162,12 @@ def test_pg_unreachable_and_no_permissions_are_one_line_in_a_subprocess(
     for url in cases:
         proc = subprocess.run(
             [sys.executable, "-m", "os3p_trio.central.cli", "stations", "list", "--db", url],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
             env={"PYTHONPATH": str(Path(__file__).parent.parent), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        )
         assert proc.returncode == 2, (url, proc.stderr)
         assert proc.stderr.count("\n") == 1, proc.stderr
         assert "Traceback" not in proc.stderr
