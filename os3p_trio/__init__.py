@@ -36,6 +36,7 @@ from ._server import (
     StationRecord,
     StationRegistry,
     open_central_system,
+    raise_open_file_limit,
     serve_central_system,
 )
 from ._session import Handler, Router, Session
@@ -77,6 +78,7 @@ __all__ = [
     "open_substation",
     "parse_basic_authorization",
     "parse_identity",
+    "raise_open_file_limit",
     "serve_central_system",
     "server_handshake",
     "validate_identity",

@@ -31,6 +31,13 @@ _BAD_FRAMES = [
     bytes([0x09, 0x81, 0, 0, 0, 0]) + b"x",  # fragmented ping → 1002
     bytes([0x81, 0x82, 0, 0, 0, 0]) + b"\xff\xfe",  # invalid UTF-8 → 1007
     bytes([0x81, 0xFE]) + (MAX + 10).to_bytes(2, "big") + bytes(4) + b"a" * (MAX + 10),  # too big → 1009
+    # Issue 16: invalid headers that announce large lengths fail from the header (1002), not 1009.
+    bytes([0x81, 0x7F]) + (200 * 2**20).to_bytes(8, "big"),  # unmasked, 200 MiB announced
+    bytes([0xC1, 0xFF]) + (MAX * 50).to_bytes(8, "big") + bytes(4),  # RSV1, large
+    bytes([0x8B, 0xFF]) + (MAX * 50).to_bytes(8, "big") + bytes(4),  # reserved opcode, large
+    bytes([0x81, 0xFE, 0, 5]) + bytes(4) + b"hello",  # non-minimal 16-bit length → 1002 (§5.2)
+    bytes([0x81, 0xFF]) + (5).to_bytes(8, "big") + bytes(4) + b"hello",  # non-minimal 64-bit length
+    bytes([0x80, 0x81, 0, 0, 0, 0]) + b"x",  # continuation outside a message → 1002
 ]
 
 _text = st.text(alphabet=st.sampled_from('ax{}[]",é€😀'), max_size=300) | st.sampled_from(
