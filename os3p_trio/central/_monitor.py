@@ -365,6 +365,9 @@ class Monitor:
     # --- fleet aggregates -------------------------------------------------------------------------------
     async def snapshot(self) -> FleetSnapshot:
         """The fleet aggregates, from the cache unless it is stale (one refresh at a time)."""
+        if self._snapshot is not None and self._snapshot_lock.locked():
+            # A refresh is under way: answer with the last aggregates rather than wait for the store.
+            return self._snapshot
         async with self._snapshot_lock:
             current = self._snapshot
             if current is not None:
