@@ -6,7 +6,6 @@ here.
 """
 
 # The delivery policy is the core's (one place); re-exported for callers of the simulator.
-from os3p_core import RETRY_LATER_CODES, Disposition, classify_error
 
 from ._contactors import (
     CONTACTOR_IDS,
@@ -70,14 +69,12 @@ __all__ = [
     "CONTACTOR_IDS",
     "DURABLE_ACTIONS",
     "FIRMWARE_MAGIC",
-    "RETRY_LATER_CODES",
     "Alarm",
     "CentralModel",
     "Change",
     "ContactorState",
     "Contactors",
     "DemoSummary",
-    "Disposition",
     "Download",
     "FaultConfig",
     "FaultIndicators",
@@ -118,7 +115,6 @@ __all__ = [
     "VirtualLoop",
     "advance_meters",
     "boot_fields_for",
-    "classify_error",
     "download",
     "initial_meter_state",
     "load_fraction",

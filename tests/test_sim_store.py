@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from os3p_sim import Change, Disposition, SQLiteStore, classify_error
+from os3p_core import Disposition, classify_error
+from os3p_sim import Change, SQLiteStore
 
 CHILD = r"""
 import sys

@@ -202,9 +202,9 @@ async def open_central_service(
     cluster (docs/cluster.md): ownership claimed in the store before the 101, operator calls routed to
     the node holding the station, events published on Redis.  ``reuse_port``: bind both ports with
     ``SO_REUSEPORT`` (workers sharing them).  ``retention_interval``: seconds between two
-    :meth:`~._store.Store.apply_retention` passes (the first right after start; ``None``: never; the
-    store's :class:`~._store.RetentionPolicy` says what goes).  On exit every connection is closed (1001)
-    and queued store writes are committed.
+    :meth:`Store.apply_retention <os3p_trio.central.Store.apply_retention>` passes (the first right
+    after start; ``None``: never; the store's :class:`~._store.RetentionPolicy` says what goes).  On exit
+    every connection is closed (1001) and queued store writes are committed.
     """
     central = CentralSystem(store, config, secret=secret)
     if cluster is None:
