@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -49,7 +48,17 @@ import psycopg.errors
 import trio
 
 from ._meter_codec import SampleDescriptor, decode_sample, encode_sample, profile_of_key
-from ._sqlite import parse_timestamp
+from ._sqlite import (
+    _DEFAULT_CONTEXT,
+    _DEFAULT_FORMAT,
+    _EVENT_COLUMNS,
+    _GUARANTEED,
+    _STATION_COLUMNS,
+    _event,
+    _station,
+    _to_float,
+    parse_timestamp,
+)
 from ._store import (
     BootStatus,
     ConnectionOwner,
@@ -156,14 +165,6 @@ CREATE TABLE uploads (
 #: version -> DDL that brings a database from version-1 to version (run in the migration transaction).
 _MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
 
-_STATION_COLUMNS = (
-    "identity, password_hash, registered_at, registered_by, boot_status_override, boot_fields, boot_status, "
-    "boot_at, accepted, last_heartbeat, connected, connected_at, disconnected_at"
-)
-_EVENT_COLUMNS = "id, identity, kind, ts, received_at, contactor_id, status, payload"
-_DEFAULT_CONTEXT = "Sample.Periodic"
-_DEFAULT_FORMAT = "Raw"
-_GUARANTEED = frozenset({EventKind.STREETLIGHT_STATUS, EventKind.STREETLIGHT_MODE})
 _RETRY_SQLSTATES = frozenset({"40P01", "40001"})
 _PARTITION_NAME = re.compile(r"^meter_(samples|extras)_d(\d+)$")
 
@@ -219,45 +220,6 @@ def _dt(seconds: float) -> datetime:
 
 def _secs(value: datetime) -> float:
     return ((value - _EPOCH) // timedelta(microseconds=1)) / 1e6
-
-
-def _to_float(value: str) -> float | None:
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _station(row: Sequence[Any]) -> StationRecord:
-    return StationRecord(
-        identity=row[0],
-        password_hash=row[1],
-        registered_at=row[2],
-        registered_by=row[3],
-        boot_status_override=BootStatus(row[4]) if row[4] is not None else None,
-        boot_fields=json.loads(row[5]) if row[5] is not None else None,
-        boot_status=BootStatus(row[6]) if row[6] is not None else None,
-        boot_at=row[7],
-        accepted=bool(row[8]),
-        last_heartbeat=row[9],
-        connected=bool(row[10]),
-        connected_at=row[11],
-        disconnected_at=row[12],
-    )
-
-
-def _event(row: Sequence[Any]) -> EventRecord:
-    return EventRecord(
-        id=row[0],
-        identity=row[1],
-        kind=EventKind(row[2]),
-        timestamp=row[3],
-        received_at=row[4],
-        contactor_id=row[5],
-        status=row[6],
-        payload=json.loads(row[7]),
-    )
 
 
 def _record(
